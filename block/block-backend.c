@@ -1,0 +1,1 @@
+/* block core: block-backend (being written) */

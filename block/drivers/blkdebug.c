@@ -1,0 +1,1 @@
+/* driver: blkdebug (being written) */

@@ -1,0 +1,1 @@
+/* driver: file-posix (being written) */

@@ -1,0 +1,1 @@
+/* driver: raw-format (being written) */

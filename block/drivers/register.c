@@ -1,0 +1,21 @@
+/*
+ * The list of built-in drivers.  Kept in the driver layer so the core never
+ * references a driver by name (layers depend only downward).
+ */
+#include "block/block-int.h"
+
+extern BlockDriver bdrv_file;
+extern BlockDriver bdrv_raw;
+extern BlockDriver bdrv_null_co;
+extern BlockDriver bdrv_null_aio;
+extern BlockDriver bdrv_blkdebug;
+
+void bdrv_register_builtin_drivers(void)
+{
+    static bool done;
+    if (done) {
+        return;
+    }
+    done = true;
+    /* Added as each driver lands. */
+}

@@ -1,0 +1,1 @@
+/* block core: graph (being written) */

@@ -1,0 +1,1 @@
+/* block core: io (being written) */

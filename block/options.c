@@ -1,0 +1,1 @@
+/* block core: options (being written) */

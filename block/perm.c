@@ -1,0 +1,1 @@
+/* block core: perm (being written) */

@@ -1,0 +1,1 @@
+/* block core: reopen (being written) */

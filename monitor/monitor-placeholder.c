@@ -1,0 +1,1 @@
+int monitor_placeholder_unused;

@@ -60,6 +60,7 @@ static void test_propagate(void)
     error_free(dst);
     error_propagate(NULL, NULL);
     dst = NULL;
+    a = NULL;
     error_setg(&a, "x");
     error_propagate_prepend(&dst, a, "pre: ");
     g_assert_cmpstr(error_get_pretty(dst), ==, "pre: x");

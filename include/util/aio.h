@@ -60,7 +60,10 @@ void qb_timer_free(QBTimer *t);
 bool qb_timer_pending(QBTimer *t);
 int64_t qb_clock_get_ns(QBClockType type);
 
-/* Wake up a blocking aio_poll on ctx (thread-safe). */
+/* Wake up a blocking aio_poll on ctx (thread-safe).  A notify that arrives
+ * before the poll starts waiting makes that poll return at once, so
+ * "set a flag, then aio_notify" from another thread never loses a wake-up
+ * of AIO_WAIT_WHILE. */
 void aio_notify(AioContext *ctx);
 
 /*
@@ -78,7 +81,8 @@ void aio_co_wake(Coroutine *co);
 /* Enter a coroutine in ctx (directly if ctx is current, else scheduled). */
 void aio_co_enter(AioContext *ctx, Coroutine *co);
 
-/* GSource view of ctx, for g_main_loop users (e.g. the monitor). */
+/* GSource view of ctx, for g_main_loop users (e.g. the monitor).  Returns
+ * a new reference: g_source_attach() it, then g_source_unref() it. */
 GSource *aio_get_g_source(AioContext *ctx);
 
 /* Poll ctx until cond is false.  Must be called outside coroutine context. */

@@ -29,6 +29,7 @@ void coroutine_enter(Coroutine *co);
 void coroutine_enter_if_inactive(Coroutine *co);
 /* Suspend the current coroutine, returning to whoever entered it. */
 void coroutine_fn coroutine_yield(void);
+/* The running coroutine, or NULL when not in coroutine context. */
 Coroutine *coroutine_self(void);
 bool in_coroutine(void);
 /* True if co has been entered and has not yet terminated or yielded. */
@@ -51,7 +52,9 @@ bool co_queue_next(CoQueue *q);
 void co_queue_restart_all(CoQueue *q);
 bool co_queue_empty(CoQueue *q);
 
-/* CoMutex: mutual exclusion among coroutines, FIFO-fair, not recursive. */
+/* CoMutex: mutual exclusion among coroutines, FIFO-fair, not recursive.
+ * All users of one CoMutex / CoQueue / CoRwlock must run in one AioContext
+ * (these locks are not protected against two threads at once). */
 struct CoMutex {
     bool locked;
     Coroutine *holder;

@@ -20,7 +20,11 @@ LinuxAioState *laio_init(AioContext *ctx, Error **errp);
 void laio_cleanup(LinuxAioState *s);
 /* Returns bytes transferred == qiov->size as 0, short/failed as -errno.
  * (Short reads are zero-filled by the caller, not here: returns the count
- * in *transferred if non-NULL.) */
+ * in *transferred if non-NULL.)
+ * Precisely: *transferred (if non-NULL) receives the byte count.  A short
+ * read (end of file) returns 0; if transferred is NULL the tail of qiov is
+ * zero-filled here instead.  A short write returns -ENOSPC.  QB_AIO_FLUSH
+ * ignores offset and qiov (may be NULL). */
 int coroutine_fn laio_co_submit(LinuxAioState *s, int fd, uint64_t offset,
                                 IOVector *qiov, QBAioType type,
                                 size_t *transferred);

@@ -1,0 +1,208 @@
+/*
+ * Thread pool for blocking calls.  Requests are queued under a mutex; idle
+ * workers wait on a condition variable; a new worker is started when a
+ * request arrives and no worker is idle (up to max_threads).  A worker that
+ * stays idle for WORKER_IDLE_US exits.  Finished requests go onto a
+ * completion list and a BH of the pool's AioContext runs their callbacks
+ * there, so callbacks never run in a worker thread.
+ *
+ * Invariants (all under pool->lock):
+ * 1. idle_threads <= cur_threads <= max(max_threads, cur at last lowering).
+ * 2. A request is in exactly one of: 'queue' (not started), running in a
+ *    worker, 'done' (waiting for the completion BH), or freed.
+ * 3. outstanding counts requests submitted and not yet completed; the pool
+ *    may only be freed when it is zero.
+ */
+#include "util/thread-pool.h"
+#include "util/coroutine-int.h"
+
+#define WORKER_IDLE_US   (10 * G_USEC_PER_SEC)
+#define DEFAULT_MAX_THREADS 64
+
+typedef struct ThreadPoolRequest {
+    ThreadPoolFunc *func;
+    void *arg;
+    ThreadPoolCompletion *cb;
+    void *opaque;
+    int ret;
+} ThreadPoolRequest;
+
+struct ThreadPool {
+    AioContext *ctx;
+    QBBH *completion_bh;
+
+    GMutex lock;
+    GCond request_cond;    /* signalled when work arrives or on shutdown */
+    GCond exit_cond;       /* signalled when a worker exits */
+    GQueue queue;          /* ThreadPoolRequest*, not started */
+    GQueue done;           /* ThreadPoolRequest*, finished */
+    int cur_threads;
+    int idle_threads;
+    int max_threads;
+    int outstanding;
+    bool stopping;
+};
+
+static gpointer worker_thread(gpointer opaque)
+{
+    ThreadPool *pool = opaque;
+
+    g_mutex_lock(&pool->lock);
+    for (;;) {
+        ThreadPoolRequest *req;
+
+        while (g_queue_is_empty(&pool->queue) && !pool->stopping) {
+            gint64 deadline = g_get_monotonic_time() + WORKER_IDLE_US;
+            pool->idle_threads++;
+            bool woken = g_cond_wait_until(&pool->request_cond, &pool->lock,
+                                           deadline);
+            pool->idle_threads--;
+            if (!woken && g_queue_is_empty(&pool->queue)) {
+                goto out;
+            }
+        }
+        req = g_queue_pop_head(&pool->queue);
+        if (!req) {
+            break;   /* stopping and nothing left */
+        }
+        g_mutex_unlock(&pool->lock);
+
+        req->ret = req->func(req->arg);
+
+        g_mutex_lock(&pool->lock);
+        g_queue_push_tail(&pool->done, req);
+        qb_bh_schedule(pool->completion_bh);
+        /* More threads than allowed after a lowering of the maximum. */
+        if (pool->cur_threads > pool->max_threads) {
+            break;
+        }
+    }
+out:
+    pool->cur_threads--;
+    g_cond_broadcast(&pool->exit_cond);
+    g_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+static void completion_bh(void *opaque)
+{
+    ThreadPool *pool = opaque;
+    GQueue batch;
+    ThreadPoolRequest *req;
+
+    g_mutex_lock(&pool->lock);
+    batch = pool->done;
+    g_queue_init(&pool->done);
+    g_mutex_unlock(&pool->lock);
+
+    while ((req = g_queue_pop_head(&batch))) {
+        pool->outstanding--;
+        req->cb(req->opaque, req->ret);
+        g_free(req);
+    }
+}
+
+ThreadPool *thread_pool_new(AioContext *ctx)
+{
+    ThreadPool *pool = g_new0(ThreadPool, 1);
+
+    pool->ctx = ctx;
+    pool->completion_bh = aio_bh_new(ctx, completion_bh, pool);
+    g_mutex_init(&pool->lock);
+    g_cond_init(&pool->request_cond);
+    g_cond_init(&pool->exit_cond);
+    g_queue_init(&pool->queue);
+    g_queue_init(&pool->done);
+    pool->max_threads = DEFAULT_MAX_THREADS;
+    return pool;
+}
+
+void thread_pool_free(ThreadPool *pool)
+{
+    if (!pool) {
+        return;
+    }
+    if (pool->outstanding) {
+        g_warning("thread pool freed with %d requests outstanding",
+                  pool->outstanding);
+    }
+    g_mutex_lock(&pool->lock);
+    pool->stopping = true;
+    g_cond_broadcast(&pool->request_cond);
+    while (pool->cur_threads > 0) {
+        g_cond_wait(&pool->exit_cond, &pool->lock);
+    }
+    g_mutex_unlock(&pool->lock);
+
+    qb_bh_delete(pool->completion_bh);
+    g_queue_clear_full(&pool->done, g_free);
+    g_mutex_clear(&pool->lock);
+    g_cond_clear(&pool->request_cond);
+    g_cond_clear(&pool->exit_cond);
+    g_free(pool);
+}
+
+void thread_pool_set_max_threads(ThreadPool *pool, int max)
+{
+    assert(max > 0);
+    g_mutex_lock(&pool->lock);
+    pool->max_threads = max;
+    /* Surplus idle workers see cur > max after their next request, or
+     * time out; wake them so they notice sooner. */
+    g_cond_broadcast(&pool->request_cond);
+    g_mutex_unlock(&pool->lock);
+}
+
+void thread_pool_submit_aio(ThreadPool *pool, ThreadPoolFunc *func, void *arg,
+                            ThreadPoolCompletion *cb, void *opaque)
+{
+    ThreadPoolRequest *req = g_new0(ThreadPoolRequest, 1);
+    GError *err = NULL;
+
+    req->func = func;
+    req->arg = arg;
+    req->cb = cb;
+    req->opaque = opaque;
+    pool->outstanding++;
+
+    g_mutex_lock(&pool->lock);
+    g_queue_push_tail(&pool->queue, req);
+    if (pool->idle_threads < (int)pool->queue.length &&
+        pool->cur_threads < pool->max_threads) {
+        GThread *t = g_thread_try_new("qb-worker", worker_thread, pool, &err);
+        if (t) {
+            pool->cur_threads++;
+            g_thread_unref(t);   /* workers are detached; exit_cond tracks them */
+        } else if (pool->cur_threads == 0) {
+            g_error("cannot create thread pool worker: %s", err->message);
+        } else {
+            g_error_free(err);   /* the existing workers will get to it */
+        }
+    }
+    g_cond_signal(&pool->request_cond);
+    g_mutex_unlock(&pool->lock);
+}
+
+typedef struct {
+    Coroutine *co;
+    int ret;
+} ThreadPoolCo;
+
+static void submit_co_done(void *opaque, int ret)
+{
+    ThreadPoolCo *tpc = opaque;
+
+    tpc->ret = ret;
+    aio_co_wake(tpc->co);
+}
+
+int coroutine_fn thread_pool_submit_co(ThreadPool *pool, ThreadPoolFunc *func,
+                                       void *arg)
+{
+    ThreadPoolCo tpc = { coroutine_self(), -EINPROGRESS };
+
+    assert(tpc.co);
+    thread_pool_submit_aio(pool, func, arg, submit_co_done, &tpc);
+    coroutine_yield();
+    return tpc.ret;
+}

@@ -9,6 +9,7 @@ extern BlockDriver bdrv_raw;
 extern BlockDriver bdrv_null_co;
 extern BlockDriver bdrv_null_aio;
 extern BlockDriver bdrv_blkdebug;
+extern BlockDriver bdrv_qcow2;
 
 void bdrv_register_builtin_drivers(void)
 {
@@ -18,4 +19,10 @@ void bdrv_register_builtin_drivers(void)
     }
     done = true;
     /* Added as each driver lands. */
+    bdrv_register(&bdrv_raw);
+    bdrv_register(&bdrv_null_co);
+    bdrv_register(&bdrv_null_aio);
+    bdrv_register(&bdrv_blkdebug);
+    bdrv_register(&bdrv_file);
+    bdrv_register(&bdrv_qcow2);
 }

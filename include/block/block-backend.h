@@ -13,9 +13,10 @@
 BlockBackend *blk_new(AioContext *ctx, uint64_t perm, uint64_t shared_perm);
 /*
  * Open filename/options (see bdrv_open) and attach as root.  perms derive
- * from flags: BDRV_O_RDWR takes WRITE (and RESIZE if BDRV_O_RESIZE); every
- * open takes CONSISTENT_READ unless BDRV_O_NO_IO; shared is
- * CONSISTENT_READ|WRITE_UNCHANGED (+WRITE|RESIZE when force_share... as QEMU).
+ * from flags as QEMU 7.2: unless BDRV_O_NO_IO, CONSISTENT_READ and (with
+ * BDRV_O_RDWR) WRITE; RESIZE with BDRV_O_RESIZE.  Shared is ALL (tools keep
+ * the node private; format drivers unshare what they must, e.g. qcow2 on
+ * its file), or CONSISTENT_READ|WRITE_UNCHANGED with BDRV_O_NO_SHARE.
  */
 BlockBackend *blk_new_open(const char *filename, const char *reference,
                            json_t *options, int flags, Error **errp);

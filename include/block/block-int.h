@@ -22,7 +22,26 @@
 #include "util/coroutine.h"
 
 typedef struct BdrvCheckResult BdrvCheckResult;  /* defined by check code */
-struct CreateOptDesc;
+
+/*
+ * One "-o" creation option of a driver (qemu-img create / amend): its name,
+ * type (validated by the tool before the driver sees it, with QEMU's
+ * texts), help line for "-o help", and default printed on the
+ * "Formatting ..." line (NULL: printed only when given).  Arrays end with a
+ * {NULL} entry; the order is the order of the "Formatting" line.
+ */
+typedef enum CreateOptType {
+    CREATE_OPT_STRING,
+    CREATE_OPT_BOOL,
+    CREATE_OPT_NUMBER,
+    CREATE_OPT_SIZE,
+} CreateOptType;
+typedef struct CreateOptDesc {
+    const char *name;
+    CreateOptType type;
+    const char *help;
+    const char *def_value_str;
+} CreateOptDesc;
 
 typedef struct BlockLimits {
     /* All in bytes; 0 means "no limit / no preference". */
@@ -64,6 +83,9 @@ struct BdrvChildClass {
     const char *(*get_name)(BdrvChild *c);
     void (*drained_begin)(BdrvChild *c);
     void (*drained_end)(BdrvChild *c);
+    /* While drained: true if the parent still has requests in flight on
+     * this edge (drain polls until every parent returns false). */
+    bool (*drained_poll)(BdrvChild *c);
     /* Child's size changed. */
     void (*resize)(BdrvChild *c);
     void (*attach)(BdrvChild *c);
@@ -99,6 +121,46 @@ typedef struct BDRVReopenState {
     uint64_t perm, shared_perm;
     void *opaque;                 /* driver's private reopen state */
 } BDRVReopenState;
+
+/*
+ * Debug events (names and order as QEMU's BlkdebugEvent), raised by format
+ * drivers on a child with BLKDBG_EVENT(child, BLKDBG_EV_L2_LOAD); a blkdebug
+ * node anywhere below turns them into rule triggers (block/drivers/blkdebug.c).
+ */
+typedef enum BlkdbgEvent {
+    BLKDBG_EV_L1_UPDATE, BLKDBG_EV_L1_GROW_ALLOC_TABLE,
+    BLKDBG_EV_L1_GROW_WRITE_TABLE, BLKDBG_EV_L1_GROW_ACTIVATE_TABLE,
+    BLKDBG_EV_L2_LOAD, BLKDBG_EV_L2_UPDATE, BLKDBG_EV_L2_UPDATE_COMPRESSED,
+    BLKDBG_EV_L2_ALLOC_COW_READ, BLKDBG_EV_L2_ALLOC_WRITE,
+    BLKDBG_EV_READ_AIO, BLKDBG_EV_READ_BACKING_AIO, BLKDBG_EV_READ_COMPRESSED,
+    BLKDBG_EV_WRITE_AIO, BLKDBG_EV_WRITE_COMPRESSED,
+    BLKDBG_EV_VMSTATE_LOAD, BLKDBG_EV_VMSTATE_SAVE,
+    BLKDBG_EV_COW_READ, BLKDBG_EV_COW_WRITE,
+    BLKDBG_EV_REFTABLE_LOAD, BLKDBG_EV_REFTABLE_GROW, BLKDBG_EV_REFTABLE_UPDATE,
+    BLKDBG_EV_REFBLOCK_LOAD, BLKDBG_EV_REFBLOCK_UPDATE,
+    BLKDBG_EV_REFBLOCK_UPDATE_PART, BLKDBG_EV_REFBLOCK_ALLOC,
+    BLKDBG_EV_REFBLOCK_ALLOC_HOOKUP, BLKDBG_EV_REFBLOCK_ALLOC_WRITE,
+    BLKDBG_EV_REFBLOCK_ALLOC_WRITE_BLOCKS, BLKDBG_EV_REFBLOCK_ALLOC_WRITE_TABLE,
+    BLKDBG_EV_REFBLOCK_ALLOC_SWITCH_TABLE,
+    BLKDBG_EV_CLUSTER_ALLOC, BLKDBG_EV_CLUSTER_ALLOC_BYTES,
+    BLKDBG_EV_CLUSTER_FREE, BLKDBG_EV_FLUSH_TO_OS, BLKDBG_EV_FLUSH_TO_DISK,
+    BLKDBG_EV_PWRITEV_RMW_HEAD, BLKDBG_EV_PWRITEV_RMW_AFTER_HEAD,
+    BLKDBG_EV_PWRITEV_RMW_TAIL, BLKDBG_EV_PWRITEV_RMW_AFTER_TAIL,
+    BLKDBG_EV_PWRITEV, BLKDBG_EV_PWRITEV_ZERO, BLKDBG_EV_PWRITEV_DONE,
+    BLKDBG_EV_EMPTY_IMAGE_PREPARE, BLKDBG_EV_L1_SHRINK_WRITE_TABLE,
+    BLKDBG_EV_L1_SHRINK_FREE_L2_CLUSTERS, BLKDBG_EV_COR_WRITE,
+    BLKDBG_EV_CLUSTER_ALLOC_SPACE, BLKDBG_EV_NONE,
+    BLKDBG_EV__MAX,
+} BlkdbgEvent;
+/* Event names ("l1_update", ...), indexed by BlkdbgEvent (block/io.c). */
+extern const char *const bdrv_debug_event_names[BLKDBG_EV__MAX];
+/* Deliver event to bs's driver if it handles events (no-op otherwise). */
+void bdrv_debug_event(BlockDriverState *bs, BlkdbgEvent event);
+#define BLKDBG_EVENT(child, evt) do {                 \
+        if ((child) && (child)->bs) {                 \
+            bdrv_debug_event((child)->bs, (evt));     \
+        }                                             \
+    } while (0)
 
 struct BlockDriver {
     const char *format_name;
@@ -228,6 +290,15 @@ struct BlockDriver {
     uint64_t supported_write_flags;   /* BDRV_REQ_FUA, ... */
     uint64_t supported_zero_flags;    /* BDRV_REQ_MAY_UNMAP, NO_FALLBACK, FUA */
     uint64_t supported_truncate_flags;
+
+    /* Debugging (blkdebug): events and qemu-io's break/resume commands. */
+    void (*bdrv_debug_event)(BlockDriverState *bs, BlkdbgEvent event);
+    int (*bdrv_debug_breakpoint)(BlockDriverState *bs, const char *event,
+                                 const char *tag);
+    int (*bdrv_debug_remove_breakpoint)(BlockDriverState *bs,
+                                        const char *tag);
+    int (*bdrv_debug_resume)(BlockDriverState *bs, const char *tag);
+    bool (*bdrv_debug_is_suspended)(BlockDriverState *bs, const char *tag);
 };
 
 struct BlockDriverState {
@@ -249,6 +320,8 @@ struct BlockDriverState {
     bool force_share;
     bool monitor_owned;           /* added by blockdev-add */
     bool implicit;                /* created by the core (not user-visible) */
+    bool probed;                  /* format was probed, not given (raw warns
+                                   * and guards block 0, as QEMU) */
     BlockdevDetectZeroesOptions detect_zeroes;
     bool encrypted;
 
@@ -297,6 +370,27 @@ BdrvChild *bdrv_open_child(const char *filename, json_t *parent_options,
 /* Open the backing file named in bs->backing_file (or options "backing"). */
 int bdrv_open_backing_file(BlockDriverState *bs, json_t *parent_options,
                            const char *bdref_key, Error **errp);
+
+/*
+ * Attach child_bs under a parent that is not a node (a BlockBackend, a job):
+ * opaque is the parent, perm/shared_perm are the edge's permissions.
+ * Consumes the caller's reference to child_bs (also on failure).  The new
+ * edge's permissions are checked against the other parents of child_bs and
+ * the subtree is updated in one transaction; on failure nothing changes.
+ */
+BdrvChild *bdrv_root_attach_child(BlockDriverState *child_bs,
+                                  const char *child_name,
+                                  const BdrvChildClass *child_class,
+                                  BdrvChildRole child_role,
+                                  uint64_t perm, uint64_t shared_perm,
+                                  void *opaque, Error **errp);
+/* Detach a root edge and drop its reference to the child. */
+void bdrv_root_unref_child(BdrvChild *child);
+/* Move every parent edge of from to to (as QEMU's bdrv_replace_node):
+ * refused if an edge is frozen or would create a cycle; permission-checked
+ * in one transaction. */
+int bdrv_replace_node(BlockDriverState *from, BlockDriverState *to,
+                      Error **errp);
 
 /* Default child-permission rules (block/perm.c), usable as bdrv_child_perm. */
 void bdrv_default_perms(BlockDriverState *bs, BdrvChild *c, BdrvChildRole role,

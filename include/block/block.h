@@ -35,6 +35,7 @@ typedef struct Transaction Transaction;
 
 /* Open flags (bs->open_flags). */
 enum {
+    BDRV_O_NO_SHARE    = 0x0001, /* blk_new_open: share only CR|WRITE_UNCHANGED */
     BDRV_O_RDWR        = 0x0002,
     BDRV_O_RESIZE      = 0x0004, /* caller wants to resize (qemu-img resize) */
     BDRV_O_SNAPSHOT    = 0x0008,
@@ -166,6 +167,9 @@ int64_t bdrv_getlength(BlockDriverState *bs);
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
 
 /* --- edges (block/graph.c) --- */
+/* Attach child_bs under parent_bs.  Consumes the caller's reference to
+ * child_bs, also on failure (as QEMU).  Permissions are computed from the
+ * parent's driver and checked in one transaction; failure changes nothing. */
 BdrvChild *bdrv_attach_child(BlockDriverState *parent_bs,
                              BlockDriverState *child_bs,
                              const char *child_name,
@@ -260,6 +264,15 @@ void bdrv_drain_all_end(void);
 void bdrv_drain_all(void);
 /* Flush every node (at exit). */
 int bdrv_flush_all(void);
+
+/* qemu-io's break / remove_break / resume / wait_break: forwarded down the
+ * file/filtered children to the first driver implementing them (blkdebug).
+ * Return 0 or -errno (-ENOTSUP when no node below handles them). */
+int bdrv_debug_breakpoint(BlockDriverState *bs, const char *event,
+                          const char *tag);
+int bdrv_debug_remove_breakpoint(BlockDriverState *bs, const char *tag);
+int bdrv_debug_resume(BlockDriverState *bs, const char *tag);
+bool bdrv_debug_is_suspended(BlockDriverState *bs, const char *tag);
 
 /* --- misc --- */
 typedef struct BlockDriverInfo {

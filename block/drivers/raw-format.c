@@ -142,6 +142,8 @@ static int coroutine_fn raw_co_preadv(BlockDriverState *bs, int64_t offset,
     if (ret < 0) {
         return ret;
     }
+    /* QEMU's raw raises these on its child; blkdebug rules key on them. */
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_READ_AIO);
     return bdrv_co_preadv(bs->file, offset, bytes, qiov, flags);
 }
 
@@ -153,6 +155,7 @@ static int coroutine_fn raw_co_pwritev(BlockDriverState *bs, int64_t offset,
     if (ret < 0) {
         return ret;
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_AIO);
     return bdrv_co_pwritev(bs->file, offset, bytes, qiov, flags);
 }
 

@@ -416,6 +416,16 @@ static int reopen_f(BlockBackend *blk, int argc, char **argv)
         json_object_set_new(cache, "no-flush",
                             json_boolean(flags & BDRV_O_NO_FLUSH));
     }
+    if (rw == READ_ONLY) {
+        /* As qemu-io: give up write permissions first, or the read-only
+         * node could not support its own read-write user.  Writes taken
+         * later ask for them again (and fail on a read-only node). */
+        uint64_t perm, shared;
+        blk_drain(blk);
+        blk_get_perm(blk, &perm, &shared);
+        blk_set_perm(blk, perm & ~(BLK_PERM_WRITE | BLK_PERM_WRITE_UNCHANGED),
+                     shared, &error_abort);
+    }
     if (bdrv_reopen(blk_bs(blk), opts, true, &err) < 0) {
         error_report_err(err);
         return -EINVAL;

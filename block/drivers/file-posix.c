@@ -1390,6 +1390,14 @@ static const char *const raw_mutable_opts[] = {
     NULL
 };
 
+/* A plain file has no clusters and no VM state area: all zeroes, but the
+ * query succeeds (qemu-io 'info' prints them; filters forward to it). */
+static int raw_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
+{
+    memset(bdi, 0, sizeof(*bdi));
+    return 0;
+}
+
 BlockDriver bdrv_file = {
     .format_name = "file",
     .protocol_name = "file",
@@ -1410,6 +1418,7 @@ BlockDriver bdrv_file = {
     .bdrv_co_block_status = raw_co_block_status,
     .bdrv_co_truncate = raw_co_truncate,
     .bdrv_getlength = raw_getlength,
+    .bdrv_get_info = raw_get_info,
     .bdrv_get_allocated_file_size = raw_get_allocated_file_size,
     .bdrv_refresh_limits = raw_refresh_limits,
 

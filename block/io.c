@@ -464,10 +464,10 @@ static int coroutine_fn aligned_pwritev(BlockDriverState *bs, int64_t offset,
     int ret = 0;
 
     if (!(flags & (BDRV_REQ_ZERO_WRITE | BDRV_REQ_WRITE_COMPRESSED)) &&
-        bs->detect_zeroes != BLOCKDEV_DETECT_ZEROES_OFF && qiov &&
+        bs->detect_zeroes != BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF && qiov &&
         qiov_is_zero(qiov, 0, bytes)) {
         flags |= BDRV_REQ_ZERO_WRITE;
-        if (bs->detect_zeroes == BLOCKDEV_DETECT_ZEROES_UNMAP &&
+        if (bs->detect_zeroes == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP &&
             (bs->open_flags & BDRV_O_UNMAP)) {
             flags |= BDRV_REQ_MAY_UNMAP;
         }

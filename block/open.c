@@ -141,7 +141,7 @@ int bdrv_take_generic_options(json_t *opts, int *flags,
         }
         *detect_zeroes = i;
     }
-    if (*detect_zeroes == BLOCKDEV_DETECT_ZEROES_UNMAP &&
+    if (*detect_zeroes == BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP &&
         !(*flags & BDRV_O_UNMAP)) {
         error_setg(errp, "setting detect-zeroes to unmap is not allowed "
                    "without setting discard operation to unmap");
@@ -613,7 +613,7 @@ static BlockDriverState *open_inherit(const char *filename,
     BlockDriver *drv = NULL;
     g_autofree char *drvname = NULL;
     g_autofree char *node_name = NULL;
-    BlockdevDetectZeroesOptions dz = BLOCKDEV_DETECT_ZEROES_OFF;
+    BlockdevDetectZeroesOptions dz = BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF;
     bool force_share = false;
     bool protocol, parse_filename = false;
     json_t *explicit;

@@ -84,7 +84,7 @@ static BlockReopenQueue *queue_child(BlockReopenQueue *q, BlockDriverState *bs,
                                      int parent_flags, BdrvChildRole role)
 {
     BlockReopenQueueEntry *e;
-    BlockdevDetectZeroesOptions dz = BLOCKDEV_DETECT_ZEROES_OFF;
+    BlockdevDetectZeroesOptions dz = BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF;
     bool fs = false;
     json_t *tmp, *explicit;
     GList *children;
@@ -139,7 +139,7 @@ static BlockReopenQueue *queue_child(BlockReopenQueue *q, BlockDriverState *bs,
      * errors are reported by prepare. */
     tmp = json_deep_copy(options);
     if (!keep_old_opts) {
-        dz = BLOCKDEV_DETECT_ZEROES_OFF;
+        dz = BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF;
     } else {
         dz = bs->detect_zeroes;
         fs = bs->force_share;
@@ -300,7 +300,7 @@ static int reopen_prepare(BlockReopenQueueEntry *e, BlockReopenQueue *q,
         error_setg(errp, "Block node '%s' has no medium", bs->node_name);
         return -ENOMEDIUM;
     }
-    dz = e->keep_old_opts ? bs->detect_zeroes : BLOCKDEV_DETECT_ZEROES_OFF;
+    dz = e->keep_old_opts ? bs->detect_zeroes : BLOCKDEV_DETECT_ZEROES_OPTIONS_OFF;
     fs = e->keep_old_opts ? bs->force_share : false;
     ret = bdrv_take_generic_options(opts, &flags, &dz, &fs, errp);
     if (ret < 0) {

@@ -123,6 +123,18 @@ static void signal_ready(void *opaque)
     }
 }
 
+/* The address to listen on (or, with -L, to query) as nbd_socket_* take it. */
+static json_t *server_address(const char *sockpath, const char *bindto,
+                              const char *port, bool list)
+{
+    if (sockpath) {
+        return json_pack("{s:s, s:s}", "type", "unix", "path", sockpath);
+    }
+    return json_pack("{s:s, s:s, s:s}", "type", "inet", "host",
+                     bindto ? bindto : (list ? "localhost" : "0.0.0.0"),
+                     "port", port ? port : "10809");
+}
+
 static int do_list(json_t *addr)
 {
     Error *err = NULL;
@@ -353,15 +365,10 @@ args_done:
         error_report("--socket and --bind/--port are mutually exclusive");
         return 1;
     }
-    if (sockpath) {
-        addr = json_pack("{s:s, s:s}", "type", "unix", "path", sockpath);
-    } else {
-        addr = json_pack("{s:s, s:s, s:s}", "type", "inet", "host",
-                         bindto ? bindto : (list ? "localhost" : "0.0.0.0"),
-                         "port", port ? port : "10809");
-    }
     if (list) {
-        int ret = do_list(addr);
+        int ret;
+        addr = server_address(sockpath, bindto, port, true);
+        ret = do_list(addr);
         json_decref(addr);
         return ret;
     }
@@ -418,6 +425,7 @@ args_done:
         return 1;
     }
 
+    addr = server_address(sockpath, bindto, port, false);
     lfd = nbd_socket_listen(addr, &err);
     if (lfd < 0) {
         error_report_err(err);

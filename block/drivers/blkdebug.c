@@ -23,7 +23,7 @@
 typedef enum {
     IOTYPE_READ, IOTYPE_WRITE, IOTYPE_WRITE_ZEROES, IOTYPE_DISCARD,
     IOTYPE_FLUSH, IOTYPE_BLOCK_STATUS, IOTYPE__MAX,
-} BlkdebugIOType;
+} BlkdebugReqType;   /* same order as QAPI's BlkdebugReqType */
 
 static const char *const iotype_names[] = {
     "read", "write", "write-zeroes", "discard", "flush", "block-status", NULL,
@@ -504,7 +504,7 @@ static void blkdebug_debug_event(BlockDriverState *bs, BlkdbgEvent event)
 
 /* Return -errno if an active rule matches this request. */
 static int coroutine_fn rule_check(BlockDriverState *bs, int64_t offset,
-                                   int64_t bytes, BlkdebugIOType iotype)
+                                   int64_t bytes, BlkdebugReqType iotype)
 {
     BDRVBlkdebugState *s = bs->opaque;
     BlkdebugRule *hit = NULL;

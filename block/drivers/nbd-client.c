@@ -172,8 +172,8 @@ static json_t *take_server(json_t *options, Error **errp)
     return srv;
 }
 
-static int nbd_open(BlockDriverState *bs, json_t *options, int flags,
-                    Error **errp)
+static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
+                          Error **errp)
 {
     BDRVNBDState *s = bs->opaque;
     g_autofree char *tls = NULL;
@@ -263,6 +263,21 @@ static int nbd_open(BlockDriverState *bs, json_t *options, int flags,
     snprintf(bs->exact_filename, sizeof(bs->exact_filename), "%s",
              bs->filename);
     return 0;
+}
+
+/* The core does not call close after a failed open: release what the
+ * failed attempt took (export name, bitmap name, handshake results). */
+static int nbd_open(BlockDriverState *bs, json_t *options, int flags,
+                    Error **errp)
+{
+    BDRVNBDState *s = bs->opaque;
+    int ret = nbd_open_inner(bs, options, flags, errp);
+
+    if (ret < 0) {
+        nbd_export_info_clear(&s->info);
+        g_clear_pointer(&s->bitmap, g_free);
+    }
+    return ret;
 }
 
 static void nbd_close(BlockDriverState *bs)

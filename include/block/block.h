@@ -16,6 +16,7 @@
 #include "util/iov.h"
 #include "util/aio.h"
 #include <jansson.h>
+#include "qapi/qapi-types.h"
 
 typedef struct BlockDriver BlockDriver;
 typedef struct BlockDriverState BlockDriverState;
@@ -106,20 +107,8 @@ enum {
     BDRV_BLOCK_COMPRESSED    = 0x80,
 };
 
-typedef enum PreallocMode {
-    PREALLOC_MODE_OFF,
-    PREALLOC_MODE_METADATA,
-    PREALLOC_MODE_FALLOC,
-    PREALLOC_MODE_FULL,
-    PREALLOC_MODE__MAX,
-} PreallocMode;
-extern const char *const PreallocMode_str[];
-
-typedef enum BlockdevDetectZeroesOptions {
-    BLOCKDEV_DETECT_ZEROES_OFF,
-    BLOCKDEV_DETECT_ZEROES_ON,
-    BLOCKDEV_DETECT_ZEROES_UNMAP,
-} BlockdevDetectZeroesOptions;
+/* PreallocMode and BlockdevDetectZeroesOptions come from the QAPI schema
+ * (qapi/block-core.json) so the core and QMP share one definition. */
 
 /* --- life cycle (block/graph.c) --- */
 

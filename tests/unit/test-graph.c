@@ -122,7 +122,7 @@ static void test_generic_options(void)
                                       BDRV_O_NO_FLUSH | BDRV_O_UNMAP), ==,
                     BDRV_O_RDWR | BDRV_O_NOCACHE | BDRV_O_NO_FLUSH |
                     BDRV_O_UNMAP);
-    g_assert_cmpint(bs->detect_zeroes, ==, BLOCKDEV_DETECT_ZEROES_UNMAP);
+    g_assert_cmpint(bs->detect_zeroes, ==, BLOCKDEV_DETECT_ZEROES_OPTIONS_UNMAP);
     bdrv_unref(bs);
 
     /* Options override flags; read-only=on beats BDRV_O_RDWR. */

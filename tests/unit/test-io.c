@@ -439,7 +439,7 @@ static void test_detect_zeroes_and_fua(void)
     uint8_t zero[4096] = { 0 }, one[4096];
 
     fixture_init(&f, 512);
-    f.bs->detect_zeroes = BLOCKDEV_DETECT_ZEROES_ON;
+    f.bs->detect_zeroes = BLOCKDEV_DETECT_ZEROES_OPTIONS_ON;
     g_assert_cmpint(bdrv_pwrite(f.child, 0, 4096, zero, 0), ==, 0);
     g_assert_cmpint(f.s->zero_calls, ==, 1);
     g_assert_cmpint(f.s->writes, ==, 0);

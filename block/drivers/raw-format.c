@@ -8,6 +8,7 @@
  */
 #include "block/block-int.h"
 #include "block/options.h"
+#include "block/graph.h"
 
 typedef struct BDRVRawState {
     uint64_t offset;
@@ -105,7 +106,47 @@ static int raw_open(BlockDriverState *bs, json_t *options, int flags,
          (bs->file->bs->supported_zero_flags |
           (bs->file->bs->drv ? bs->file->bs->drv->supported_zero_flags : 0)));
     bs->total_sectors = QB_DIV_ROUND_UP(s->size, BDRV_SECTOR_SIZE);
+    if (bs->probed && !bdrv_is_read_only(bs)) {
+        /* Same words as QEMU: a guest could write another format's header
+         * into block 0 and have the image probed as that next time. */
+        fprintf(stderr,
+                "WARNING: Image format was not specified for '%s' and probing "
+                "guessed raw.\n"
+                "         Automatically detecting the format is dangerous for "
+                "raw images, write operations on block 0 will be restricted.\n"
+                "         Specify the 'raw' format explicitly to remove the "
+                "restrictions.\n", bs->file->bs->filename);
+    }
     return 0;
+}
+
+/* A probed raw image is written in whole 512-byte blocks, so the block-0
+ * check below always sees the complete first sector. */
+static void raw_refresh_limits(BlockDriverState *bs, Error **errp)
+{
+    if (bs->probed) {
+        bs->bl.request_alignment = MAX(bs->bl.request_alignment,
+                                       BDRV_SECTOR_SIZE);
+    }
+}
+
+/*
+ * Refuse a write that would make block 0 of a probed raw image look like
+ * another format (which the next probing open would then trust).
+ */
+static int raw_check_block0(BlockDriverState *bs, int64_t offset,
+                            int64_t bytes, IOVector *qiov)
+{
+    uint8_t buf[BDRV_SECTOR_SIZE];
+    BlockDriver *drv;
+
+    if (!bs->probed || offset >= BDRV_SECTOR_SIZE || !bytes) {
+        return 0;
+    }
+    assert(offset == 0 && bytes >= BDRV_SECTOR_SIZE);
+    qiov_to_buf(qiov, 0, buf, sizeof(buf));
+    drv = bdrv_probe_best(buf, sizeof(buf), NULL);
+    return drv && drv != bs->drv ? -EPERM : 0;
 }
 
 static void raw_close(BlockDriverState *bs)
@@ -151,7 +192,11 @@ static int coroutine_fn raw_co_pwritev(BlockDriverState *bs, int64_t offset,
                                        int64_t bytes, IOVector *qiov,
                                        BdrvRequestFlags flags)
 {
-    int ret = raw_adjust(bs, &offset, bytes);
+    int ret = raw_check_block0(bs, offset, bytes, qiov);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = raw_adjust(bs, &offset, bytes);
     if (ret < 0) {
         return ret;
     }
@@ -309,6 +354,7 @@ BlockDriver bdrv_raw = {
     .bdrv_co_preadv = raw_co_preadv,
     .bdrv_co_pwritev = raw_co_pwritev,
     .bdrv_co_pwrite_zeroes = raw_co_pwrite_zeroes,
+    .bdrv_refresh_limits = raw_refresh_limits,
     .bdrv_co_pdiscard = raw_co_pdiscard,
     .bdrv_co_block_status = raw_co_block_status,
     .bdrv_co_truncate = raw_co_truncate,

@@ -19,6 +19,7 @@
  *     detached through the checked entry points.
  */
 #include "block/graph.h"
+#include "block/dirty-bitmap.h"
 #include "block/block-backend.h"
 #include "block/options.h"
 #include "block/perm.h"
@@ -1049,6 +1050,9 @@ static void bdrv_close(BlockDriverState *bs)
         }
         bdrv_drained_end(bs);
     }
+    /* The driver stored and released its persistent bitmaps; whatever is
+     * left (non-persistent ones) dies with the node. */
+    bdrv_release_all_dirty_bitmaps(bs);
     /* Newest child first, as they are listed. */
     while (bs->children) {
         BdrvChild *c = bs->children->data;

@@ -14,6 +14,7 @@
  *     own options say otherwise; backing files are read-only by default.
  */
 #include "block/graph.h"
+#include "block/dirty-bitmap.h"
 #include "block/block-backend.h"
 #include "block/options.h"
 #include "block/perm.h"
@@ -593,6 +594,7 @@ static int open_driver(BlockDriverState *bs, BlockDriver *drv,
     return 0;
 
 fail:
+    bdrv_release_all_dirty_bitmaps(bs);
     while (bs->children) {
         BdrvChild *c = bs->children->data;
         c->frozen = 0;

@@ -1,0 +1,53 @@
+/*
+ * Control commands: query-version, query-commands, quit.  qmp_capabilities
+ * is handled inside the monitor (it changes the session's state); the
+ * function here only answers when something dispatches it through the
+ * table after negotiation.
+ */
+#include "monitor/monitor.h"
+#include "qapi/qapi-commands.h"
+
+VersionInfo *qmp_query_version(Error **errp)
+{
+    VersionInfo *info = g_new0(VersionInfo, 1);
+
+    info->qemu = g_new0(VersionTriple, 1);
+    info->qemu->major = 7;
+    info->qemu->minor = 2;
+    info->qemu->micro = 0;
+    info->package = g_strdup("qblock " QBLOCK_VERSION);
+    return info;
+}
+
+CommandInfoList *qmp_query_commands(Error **errp)
+{
+    const QmpCommand *table = monitor_get_command_table();
+    CommandInfoList *head = NULL;
+
+    if (!table) {
+        table = qmp_commands;
+    }
+    /* QEMU lists them in reverse registration order; prepending does that. */
+    for (const QmpCommand *c = table; c->name; c++) {
+        CommandInfoList *e = g_new0(CommandInfoList, 1);
+
+        e->value = g_new0(CommandInfo, 1);
+        e->value->name = g_strdup(c->name);
+        e->next = head;
+        head = e;
+    }
+    return head;
+}
+
+void qmp_quit(Error **errp)
+{
+    qb_request_shutdown();
+}
+
+void qmp_qmp_capabilities(bool has_enable, QMPCapabilityList *enable,
+                          Error **errp)
+{
+    error_set(errp, ERROR_CLASS_COMMAND_NOT_FOUND,
+              "Capabilities negotiation is already complete, command "
+              "ignored");
+}

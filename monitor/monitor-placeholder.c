@@ -1,1 +1,0 @@
-int monitor_placeholder_unused;

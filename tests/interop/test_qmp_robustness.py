@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""qblock-storage-daemon under hostile or odd QMP input, where QEMU 7.2
+itself misbehaves (so there is no reference to compare with): the daemon
+must answer with an error or a harmless success and keep serving.
+
+- block-dirty-bitmap-merge with "bitmaps": [] (QEMU 7.2: SIGSEGV) succeeds
+  and leaves the target unchanged;
+- blockdev-reopen with "options": [] (QEMU 7.2: assertion) succeeds;
+- nesting deeper than 1024, a message over 64 MiB, invalid UTF-8 and
+  control bytes, a client that disconnects mid-message or before reading
+  its replies, and a message trickled one byte per write: error replies or
+  closed connections, and a fresh client is served afterwards;
+- throughput: 2000 small commands in one write are answered quickly.
+
+Env: QBLOCK_BUILD, QBLOCK_SRC.  Exit 0 pass, 77 skip, 1 fail.
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.environ.get("QBLOCK_SRC",
+                                               os.path.join(HERE, "..", "..")),
+                                "tests", "iotests"))
+from qmp import Connection, Daemon  # noqa: E402
+
+failures = []
+
+
+def check(what, cond):
+    print("%s: %s" % ("ok" if cond else "FAIL", what))
+    if not cond:
+        failures.append(what)
+
+
+def err_desc(r):
+    return r.get("error", {}).get("desc")
+
+
+def main():
+    build = os.environ.get("QBLOCK_BUILD")
+    binary = os.path.join(build or "", "storage-daemon",
+                          "qblock-storage-daemon")
+    if not build or not os.path.exists(binary):
+        print("SKIP: no qblock-storage-daemon in QBLOCK_BUILD")
+        return 77
+    with Daemon(binary, ["--blockdev", "null-co,node-name=n0"]) as d:
+        c = d.conn
+        r = d.cmd("block-dirty-bitmap-add", node="n0", name="t")
+        check("bitmap add", r == {"return": {}})
+        sha0 = d.cmd("x-debug-block-dirty-bitmap-sha256", node="n0",
+                     name="t")
+        r = d.cmd_raw("block-dirty-bitmap-merge",
+                      {"node": "n0", "target": "t", "bitmaps": []})
+        check("merge with an empty list succeeds", r == {"return": {}})
+        sha1 = d.cmd("x-debug-block-dirty-bitmap-sha256", node="n0",
+                     name="t")
+        check("... and leaves the target unchanged", sha0 == sha1)
+        r = d.cmd_raw("transaction", {"actions": [
+            {"type": "block-dirty-bitmap-merge",
+             "data": {"node": "n0", "target": "t", "bitmaps": []}}]})
+        check("transaction merge with an empty list", r == {"return": {}})
+        r = d.cmd_raw("blockdev-reopen", {"options": []})
+        check("reopen with an empty list succeeds", r == {"return": {}})
+
+        # deep nesting, then a normal command on the same connection
+        c.send_raw("[" * 5000 + "]" * 5000)
+        r = c.reply()
+        check("nesting 5000 deep: error",
+              err_desc(r) == "JSON nesting depth limit exceeded")
+        r = d.cmd("query-version")
+        check("served after deep nesting", "return" in r)
+
+        # 65 MiB string
+        t0 = time.time()
+        c.send_raw('{"execute": "query-version", "id": "')
+        chunk = "a" * (1 << 20)
+        for _ in range(65):
+            c.send_raw(chunk)
+        c.send_raw('"}')
+        r = c.reply()
+        check("65 MiB message: error",
+              err_desc(r) == "JSON token size limit exceeded")
+        r = d.cmd("query-version")
+        check("served after a huge message (%.1fs)" % (time.time() - t0),
+              "return" in r)
+
+        # invalid bytes and control characters inside a string
+        c.send_raw(b'{"execute": "query-version", "id": "\xff\x01"}')
+        r = c.reply()
+        check("bad bytes in a string: JSON parse error",
+              (err_desc(r) or "").startswith("JSON parse error"))
+        c.send_raw(b"\x00\xff\xfe garbage ")
+        c.send_raw('{"execute": "query-version", "id": "sync"}')
+        errors = []
+        for _ in range(10):
+            r = c.reply()
+            if r.get("id") == "sync":
+                break
+            errors.append(err_desc(r) or "")
+        check("binary garbage: JSON parse errors (%d)" % len(errors),
+              errors and all(e.startswith("JSON parse error")
+                             for e in errors))
+        check("served after garbage", "return" in r and r["id"] == "sync")
+
+        # throughput: many commands in one write
+        n = 2000
+        t0 = time.time()
+        c.send_raw("".join('{"execute": "query-version", "id": %d}' % i
+                           for i in range(n)))
+        ids = [c.reply().get("id") for _ in range(n)]
+        dt = time.time() - t0
+        check("%d batched commands answered in order (%.2fs)" % (n, dt),
+              ids == list(range(n)) and dt < 20)
+
+        # one message, one byte per write
+        msg = '{"execute": "query-version", "id": "trickle"}'
+        for ch in msg:
+            c.send_raw(ch)
+        r = c.reply()
+        check("message trickled byte by byte", r.get("id") == "trickle")
+
+        # a client that leaves mid-message, and one that never reads
+        c.close()
+        for partial in ('{"execute": "query-ver',
+                        '{"execute": "query-commands"}' * 200):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.path)
+            s.sendall(partial.encode())
+            s.close()
+            time.sleep(0.1)
+        d.conn = d.connect()
+        r = d.cmd("query-version")
+        check("new client served after abrupt disconnects", "return" in r)
+        check("daemon still running", d.proc.poll() is None)
+    print("%d checks failed" % len(failures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,10 +31,22 @@ check-asan: deps $(ASAN_BUILD)/build.ninja
 	    scripts/run-checks.py --build $(ASAN_BUILD) --no-interop
 
 demo: build
-	@scripts/demo.sh
+	@QBLOCK_BUILD=$(abspath $(BUILD)) scripts/demo
 
 bench: build
 	@scripts/bench
+
+# libFuzzer targets (tests/fuzz/): clang build with coverage + ASan/UBSan,
+# then replay each seed corpus and fuzz FUZZ_SECONDS per target.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 10
+$(FUZZ_BUILD)/build.ninja:
+	@scripts/install-deps.sh
+	CC=clang ./configure --builddir=$(FUZZ_BUILD) -Dfuzzing=true
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) -j2
+	@tests/fuzz/run-fuzzers.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

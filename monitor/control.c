@@ -1,5 +1,7 @@
 /*
- * Control commands: query-version, query-commands, quit.  qmp_capabilities
+ * Control commands: query-version, query-commands, quit.  They belong to
+ * the monitor layer (they ask the monitor for its command table and for
+ * shutdown), not to block/qmp.  qmp_capabilities
  * is handled inside the monitor (it changes the session's state); the
  * function here only answers when something dispatches it through the
  * table after negotiation.
@@ -21,11 +23,13 @@ VersionInfo *qmp_query_version(Error **errp)
 
 CommandInfoList *qmp_query_commands(Error **errp)
 {
+    /* The table the program installed (the generated one sits above the
+     * monitor layer, so it is handed down rather than referenced). */
     const QmpCommand *table = monitor_get_command_table();
     CommandInfoList *head = NULL;
 
     if (!table) {
-        table = qmp_commands;
+        return NULL;
     }
     /* QEMU lists them in reverse registration order; prepending does that. */
     for (const QmpCommand *c = table; c->name; c++) {

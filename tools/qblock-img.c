@@ -22,13 +22,23 @@ typedef struct ImgCmd {
 } ImgCmd;
 
 static const ImgCmd img_cmds[] = {
+    { "amend", img_amend,
+      "[--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] "
+      "[--force] -o options filename" },
     { "bench", img_bench,
       "[-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] "
       "[-i aio] [-n] [--no-drain] [-o offset] [--pattern=pattern] [-q] "
       "[-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename" },
+    { "bitmap", img_bitmap,
+      "(--merge SOURCE | --add | --remove | --clear | --enable | "
+      "--disable)... [-b source_file [-F source_fmt]] [-g granularity] "
+      "[--object objectdef] [--image-opts | -f fmt] filename bitmap" },
     { "check", img_check,
       "[--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] "
       "[-r [leaks | all]] [-T src_cache] [-U] filename" },
+    { "commit", img_commit,
+      "[--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] "
+      "[-b base] [-r rate_limit] [-d] [-p] filename" },
     { "compare", img_compare,
       "[--object objectdef] [--image-opts] [-f fmt] [-F fmt] "
       "[-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2" },
@@ -51,6 +61,17 @@ static const ImgCmd img_cmds[] = {
     { "map", img_map,
       "[--object objectdef] [--image-opts] [-f fmt] "
       "[--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] "
+      "filename" },
+    { "measure", img_measure,
+      "[--output=ofmt] [-O output_fmt] [-o options] [--size N | "
+      "[--object objectdef] [--image-opts] [-f fmt] [-l snapshot_param] "
+      "filename]" },
+    { "snapshot", img_snapshot,
+      "[--object objectdef] [--image-opts] [-U] [-q] "
+      "[-l | -a snapshot | -c snapshot | -d snapshot] filename" },
+    { "rebase", img_rebase,
+      "[--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] "
+      "[-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] "
       "filename" },
     { "resize", img_resize,
       "[--object objectdef] [--image-opts] [-f fmt] "

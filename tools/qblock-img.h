@@ -20,6 +20,7 @@
 int img_create(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_bench(int argc, char **argv);
+int img_bitmap(int argc, char **argv);
 /* Format-generic subcommands (tools/img-NAME.c, helpers in img-util.c). */
 int img_check(int argc, char **argv);
 int img_map(int argc, char **argv);
@@ -31,6 +32,7 @@ int img_commit(int argc, char **argv);
 int img_rebase(int argc, char **argv);
 int img_amend(int argc, char **argv);
 int img_measure(int argc, char **argv);
+int img_snapshot(int argc, char **argv);
 
 /* Long-option values shared by subcommands (getopt_long's val). */
 enum {
@@ -101,6 +103,13 @@ BlockBackend *img_open(bool image_opts, const char *filename,
  * img-info.c), and its human rendering as qemu-img info prints it. */
 json_t *img_collect_info(BlockDriverState *bs, Error **errp);
 void img_dump_info_human(json_t *info);
+
+/* Internal snapshots (img-snapshot.c): qemu-img's "Snapshot list:" table
+ * of a node, the SnapshotInfo array of info --output=json (NULL when the
+ * node has none), and the table rendered from such an array. */
+void img_print_snapshot_list(BlockDriverState *bs);
+json_t *img_snapshot_list_json(BlockDriverState *bs);
+void img_dump_snapshots_human(json_t *snapshots);
 
 /* Set up the block layer once (drivers, main AioContext). */
 void img_block_init(void);

@@ -819,6 +819,18 @@ static int write_f(BlockBackend *blk, int argc, char **argv)
                (uint64_t)BDRV_REQUEST_MAX_BYTES, argv[optind + 1]);
         return -EINVAL;
     }
+    if (bflag || compressed) {
+        if (offset % 512) {
+            printf("%" PRId64 " is not a sector-aligned value for 'offset'\n",
+                   offset);
+            return -EINVAL;
+        }
+        if (count % 512) {
+            printf("%" PRId64 " is not a sector-aligned value for 'count'\n",
+                   count);
+            return -EINVAL;
+        }
+    }
     if (!zflag) {
         buf = sflag ? io_alloc_from_file(blk, count, file)
                     : io_alloc(blk, count, pattern);

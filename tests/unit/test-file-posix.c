@@ -511,6 +511,35 @@ static void test_block_status(void)
     close_node(c.bs);
 }
 
+/* Write-zeroes past the end of the file extends it, with and without
+ * MAY_UNMAP (as QEMU's file driver does: qcow2 relies on it when it zeroes
+ * freshly allocated clusters at the end of its file). */
+static void co_zeroes_past_eof(void *opaque)
+{
+    BlockDriverState *bs = opaque;
+    uint8_t buf[4096];
+
+    g_assert_cmpint(bdrv_file.bdrv_co_pwrite_zeroes(bs, 2 * MiB, 64 * KiB, 0),
+                    ==, 0);
+    g_assert_cmpint(bdrv_file.bdrv_getlength(bs), ==, 2 * MiB + 64 * KiB);
+    g_assert_cmpint(bdrv_file.bdrv_co_pwrite_zeroes(bs, 3 * MiB, 64 * KiB,
+                                                    BDRV_REQ_MAY_UNMAP),
+                    ==, 0);
+    g_assert_cmpint(bdrv_file.bdrv_getlength(bs), ==, 3 * MiB + 64 * KiB);
+    g_assert_cmpint(co_rw(bs, false, 3 * MiB + 60 * KiB, buf, sizeof(buf)),
+                    ==, 0);
+    assert_bytes(buf, sizeof(buf), 0);
+}
+
+static void test_zeroes_past_eof(void)
+{
+    g_autofree char *f = make_file("zeroes-eof.raw", MiB, 0x33);
+    BlockDriverState *bs = open_node(f, NULL, BDRV_O_RDWR, &error_abort);
+
+    run_in_coroutine(co_zeroes_past_eof, bs);
+    close_node(bs);
+}
+
 /* ---------------------------------------------------------------- */
 
 typedef struct TruncCase {
@@ -758,6 +787,7 @@ int main(int argc, char **argv)
     g_test_add_func("/file-posix/aio/io_uring-direct", test_io_uring_direct);
     g_test_add_func("/file-posix/block-status", test_block_status);
     g_test_add_func("/file-posix/truncate", test_truncate);
+    g_test_add_func("/file-posix/zeroes-past-eof", test_zeroes_past_eof);
     g_test_add_func("/file-posix/create", test_create);
     g_test_add_func("/file-posix/blockdev-create", test_blockdev_create);
     g_test_add_func("/file-posix/reopen-rw-ro", test_reopen_rw_ro);

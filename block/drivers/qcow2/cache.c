@@ -107,8 +107,14 @@ static int do_io(Qcow2Cache *c, bool write, uint64_t offset, void *buf)
         if (ret < 0) {
             return ret;
         }
+        /* Which event is raised tells blkdebug what kind of table this is. */
+        BLKDBG_EVENT(c->bs->file, c->ol_ign == QCOW2_OL_ACTIVE_L2
+                     ? BLKDBG_EV_L2_UPDATE : BLKDBG_EV_REFBLOCK_UPDATE_PART);
         ret = bdrv_pwrite(c->bs->file, offset, c->entry_size, buf, 0);
         return ret < 0 ? ret : 0;
+    }
+    if (c->ol_ign == QCOW2_OL_ACTIVE_L2) {
+        BLKDBG_EVENT(c->bs->file, BLKDBG_EV_L2_LOAD);
     }
     int ret = bdrv_pread(c->bs->file, offset, c->entry_size, buf, 0);
     return ret < 0 ? ret : 0;

@@ -55,6 +55,9 @@ static int check_l2(CheckState *cs, uint64_t l2_offset, bool active)
         cs->res->check_errors++;
         return ret;
     }
+    /* QEMU counts fragmentation within one L2 table: the first cluster of
+     * each table is never "fragmented". */
+    cs->next_contiguous = 0;
     for (int i = 0; i < s->l2_size; i++) {
         uint64_t e = GUINT64_FROM_BE(l2[i * (s->l2_entry_bytes / 8)]);
         if (e & QCOW_OFLAG_COMPRESSED) {

@@ -251,6 +251,7 @@ int qcow2_write_l1_entry(BlockDriverState *bs, int l1_index)
     if (ret < 0) {
         return ret;
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_L1_UPDATE);
     ret = bdrv_pwrite_sync(bs->file, off, n * 8, buf, 0);
     return ret < 0 ? ret : 0;
 }
@@ -292,6 +293,7 @@ int qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size, bool exact)
     if (ret < 0) {
         return ret;
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_L1_GROW_ALLOC_TABLE);
     new_offset = qcow2_alloc_clusters(bs, new_size * 8);
     if (new_offset < 0) {
         return new_offset;
@@ -304,6 +306,7 @@ int qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size, bool exact)
     if (ret < 0) {
         goto fail;
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_L1_GROW_WRITE_TABLE);
     ret = bdrv_pwrite_sync(bs->file, new_offset, new_size * 8, new_table, 0);
     if (ret < 0) {
         goto fail;
@@ -314,6 +317,7 @@ int qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size, bool exact)
         memcpy(hdr, &sz, 4);
         memcpy(hdr + 4, &of, 8);
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_L1_GROW_ACTIVATE_TABLE);
     ret = bdrv_pwrite_sync(bs->file, 36, 12, hdr, 0);
     if (ret < 0) {
         goto fail;
@@ -335,63 +339,76 @@ fail:
     return ret;
 }
 
-/* Give l1_index a private (COPIED) L2 table. */
+/*
+ * Give l1_index a private (COPIED) L2 table.  The new table is built in
+ * the L2 cache (zeroed, or copied from the shared table) and written by
+ * a cache flush, so it is not read back from disk afterwards; on any
+ * failure the new cluster is freed again, leaving nothing leaked.
+ */
 static int alloc_l2_table(BlockDriverState *bs, uint64_t l1_index)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t old = s->l1_table[l1_index] & L1E_OFFSET_MASK;
-    g_autofree void *buf = NULL;
+    uint64_t old_entry = s->l1_table[l1_index];
+    uint64_t old = old_entry & L1E_OFFSET_MASK;
+    int slice_bytes = s->l2_slice_size * s->l2_entry_bytes;
+    int n_slices = s->cluster_size / slice_bytes;
     int64_t l2;
     int ret;
 
-    buf = qb_try_memalign(QB_MEM_ALIGN, s->cluster_size);
-    if (!buf) {
-        return -ENOMEM;
-    }
-    if (old) {
-        /* Shared table: copy what it says (including cached changes). */
-        ret = qcow2_cache_flush(bs, s->l2_table_cache);
-        if (ret < 0) {
-            qb_vfree(g_steal_pointer(&buf));
-            return ret;
-        }
-        ret = bdrv_pread(bs->file, old, s->cluster_size, buf, 0);
-        if (ret < 0) {
-            qb_vfree(g_steal_pointer(&buf));
-            return ret;
-        }
-    } else {
-        memset(buf, 0, s->cluster_size);
-    }
     l2 = qcow2_alloc_clusters(bs, s->cluster_size);
     if (l2 < 0) {
-        qb_vfree(g_steal_pointer(&buf));
         return l2;
     }
-    ret = qcow2_pre_write_overlap_check(bs, 0, l2, s->cluster_size);
-    if (ret == 0) {
-        ret = bdrv_pwrite(bs->file, l2, s->cluster_size, buf, 0);
-    }
-    qb_vfree(g_steal_pointer(&buf));
-    if (ret < 0) {
-        qcow2_free_clusters(bs, l2, s->cluster_size, QCOW2_DISCARD_OTHER);
-        return ret;
-    }
-    /* Invariant 2: table and its refcount on disk before the L1 entry. */
+    /* Invariant 2: the table's refcount on disk before the L1 entry. */
     ret = qcow2_cache_flush(bs, s->refcount_block_cache);
     if (ret < 0) {
-        return ret;
+        goto fail;
+    }
+    for (int i = 0; i < n_slices; i++) {
+        void *slice, *old_slice;
+
+        ret = qcow2_cache_get_empty(bs, s->l2_table_cache,
+                                    l2 + (int64_t)i * slice_bytes, &slice);
+        if (ret < 0) {
+            goto fail;
+        }
+        if (old) {
+            BLKDBG_EVENT(bs->file, BLKDBG_EV_L2_ALLOC_COW_READ);
+            ret = qcow2_cache_get(bs, s->l2_table_cache,
+                                  old + (int64_t)i * slice_bytes, &old_slice);
+            if (ret < 0) {
+                qcow2_cache_put(s->l2_table_cache, &slice);
+                goto fail;
+            }
+            memcpy(slice, old_slice, slice_bytes);
+            qcow2_cache_put(s->l2_table_cache, &old_slice);
+        } else {
+            memset(slice, 0, slice_bytes);
+        }
+        BLKDBG_EVENT(bs->file, BLKDBG_EV_L2_ALLOC_WRITE);
+        qcow2_cache_entry_mark_dirty(s->l2_table_cache, slice);
+        qcow2_cache_put(s->l2_table_cache, &slice);
+    }
+    ret = qcow2_cache_flush(bs, s->l2_table_cache);
+    if (ret < 0) {
+        goto fail;
     }
     s->l1_table[l1_index] = l2 | QCOW_OFLAG_COPIED;
     ret = qcow2_write_l1_entry(bs, l1_index);
     if (ret < 0) {
-        s->l1_table[l1_index] = old;
-        return ret;
+        s->l1_table[l1_index] = old_entry;
+        goto fail;
     }
     if (old) {
         qcow2_free_clusters(bs, old, s->cluster_size, QCOW2_DISCARD_OTHER);
     }
     return 0;
+
+fail:
+    /* The new table's slices must never reach the disk now. */
+    qcow2_cache_discard_range(s->l2_table_cache, l2, s->cluster_size);
+    qcow2_free_clusters(bs, l2, s->cluster_size, QCOW2_DISCARD_ALWAYS);
+    return ret;
 }
 
 int qcow2_get_l2_slice(BlockDriverState *bs, uint64_t offset, bool allocate,

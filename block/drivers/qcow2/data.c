@@ -35,6 +35,7 @@ static int read_backing(BlockDriverState *bs, int64_t offset, int64_t len,
     if (n > 0) {
         IOVector sl;
         qiov_init_slice(&sl, qiov, qoff, n);
+        BLKDBG_EVENT(bs->file, BLKDBG_EV_READ_BACKING_AIO);
         ret = bdrv_co_preadv(bs->backing, offset, n, &sl, 0);
         qiov_destroy(&sl);
         if (ret < 0) {
@@ -73,6 +74,7 @@ static int read_compressed(BlockDriverState *bs, uint64_t l2_entry,
     if (!in || !out) {
         return -ENOMEM;
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_READ_COMPRESSED);
     ret = bdrv_co_pread(bs->file, coff, csize, in, 0);
     if (ret < 0) {
         return ret;
@@ -124,6 +126,7 @@ static int qcow2_read(BlockDriverState *bs, int64_t offset, int64_t bytes,
         case QCOW2_SC_NORMAL: {
             IOVector sl;
             qiov_init_slice(&sl, qiov, qoff, cur);
+            BLKDBG_EVENT(bs->file, BLKDBG_EV_READ_AIO);
             ret = bdrv_co_preadv(s->data_file, host, cur, &sl, 0);
             qiov_destroy(&sl);
             break;
@@ -312,6 +315,7 @@ static int write_cluster(BlockDriverState *bs, int64_t offset, int64_t len,
 
     if (wa == a && wb == b && qiov) {
         qiov_init_slice(&q, qiov, qoff, len);
+        BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_AIO);
         ret = write_data(bs, new_host + a, len, &q, flags);
         qiov_destroy(&q);
     } else {
@@ -319,6 +323,11 @@ static int write_cluster(BlockDriverState *bs, int64_t offset, int64_t len,
         if (!buf) {
             ret = -ENOMEM;
             goto out;
+        }
+        /* Guest data merged with the copied-on-write parts of the cluster
+         * goes out as one write, as QEMU's merged COW does. */
+        if (wa < a || b < wb) {
+            BLKDBG_EVENT(bs->file, BLKDBG_EV_COW_READ);
         }
         ret = read_cluster_content(bs, cl, entry, bitmap, wa, a - wa, buf);
         if (ret == 0) {
@@ -334,6 +343,7 @@ static int write_cluster(BlockDriverState *bs, int64_t offset, int64_t len,
             memset(buf + (a - wa), 0, len);
         }
         qiov_init_buf(&q, buf, wb - wa);
+        BLKDBG_EVENT(bs->file, qiov ? BLKDBG_EV_COW_WRITE : BLKDBG_EV_WRITE_AIO);
         ret = write_data(bs, new_host + wa, wb - wa, &q, flags);
     }
     if (ret < 0) {
@@ -419,6 +429,7 @@ static int write_run(BlockDriverState *bs, int64_t offset, int64_t bytes,
         return host;
     }
     qiov_init_slice(&q, qiov, qoff, (int64_t)n << s->cluster_bits);
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_AIO);
     ret = write_data(bs, host, (int64_t)n << s->cluster_bits, &q, flags);
     qiov_destroy(&q);
     if (ret < 0) {
@@ -537,8 +548,11 @@ static int compressed_write_cluster(BlockDriverState *bs, int64_t offset,
         qcow2_cache_put(s->l2_table_cache, (void **)&slice);
         return coff;
     }
+    /* QEMU raises this when the entry is decided, before the data write. */
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_L2_UPDATE_COMPRESSED);
     ret = qcow2_pre_write_overlap_check(bs, 0, coff, csize);
     if (ret == 0) {
+        BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_COMPRESSED);
         ret = bdrv_co_pwrite(bs->file, coff, csize, out, 0);
     }
     if (ret < 0) {
@@ -883,6 +897,7 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
 {
     BDRVQcow2State *s = bs->opaque;
     int64_t old = s->hi.h.size;
+    const char *what = "Failed to resize the image";
     int ret = 0;
 
     if (prealloc != PREALLOC_MODE_OFF && prealloc != PREALLOC_MODE_METADATA) {
@@ -961,6 +976,10 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
         uint64_t need = qcow2_l1_size_for(s->cluster_bits, s->extended_l2,
                                           offset);
         ret = qcow2_grow_l1_table(bs, need, true);
+        if (ret < 0) {
+            /* QEMU's message for this step (the caller prefixes nothing). */
+            what = "Failed to grow the L1 table";
+        }
         if (ret == 0 && prealloc == PREALLOC_MODE_METADATA) {
             ret = preallocate_metadata(bs, old, offset);
         }
@@ -1004,7 +1023,7 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     }
     co_mutex_unlock(&s->lock);
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Failed to resize the image");
+        error_setg_errno(errp, -ret, "%s", what);
     }
     return ret;
 }

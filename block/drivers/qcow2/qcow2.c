@@ -385,39 +385,6 @@ static int read_runtime_options(BlockDriverState *bs, json_t *options,
     return parse_overlap(options, &s->overlap_check, errp);
 }
 
-/* Sizes of the snapshot table and each snapshot's L1 table (for overlap
- * checks and qemu-img check; snapshots are otherwise left alone). */
-static int read_snapshot_table(BlockDriverState *bs, Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t off = s->snapshots_offset;
-    uint8_t h[40];
-
-    s->snapshot_l1s = g_array_new(false, false, sizeof(uint64_t));
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        int ret = bdrv_pread(bs->file, off, 40, h, 0);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Failed to read snapshot table");
-            return ret;
-        }
-        uint64_t l1_off = GUINT64_FROM_BE(*(uint64_t *)h);
-        uint32_t l1_size = GUINT32_FROM_BE(*(uint32_t *)(h + 8));
-        uint16_t id_len = GUINT16_FROM_BE(*(uint16_t *)(h + 12));
-        uint16_t name_len = GUINT16_FROM_BE(*(uint16_t *)(h + 14));
-        uint32_t extra = GUINT32_FROM_BE(*(uint32_t *)(h + 36));
-        uint64_t l1_bytes = (uint64_t)l1_size * 8;
-        g_array_append_val(s->snapshot_l1s, l1_off);
-        g_array_append_val(s->snapshot_l1s, l1_bytes);
-        off += QB_ALIGN_UP(40 + (uint64_t)extra + id_len + name_len, 8);
-        if (off - s->snapshots_offset > QCOW2_MAX_SNAPSHOTS * 1024ULL) {
-            error_setg(errp, "Snapshot table too large");
-            return -EFBIG;
-        }
-    }
-    s->snapshots_size = off - s->snapshots_offset;
-    return 0;
-}
-
 static int qcow2_do_open(BlockDriverState *bs, json_t *options, int flags,
                          Error **errp)
 {
@@ -528,7 +495,7 @@ static int qcow2_do_open(BlockDriverState *bs, json_t *options, int flags,
     if (ret < 0) {
         return ret;
     }
-    ret = read_snapshot_table(bs, errp);
+    ret = qcow2_read_snapshots(bs, errp);
     if (ret < 0) {
         return ret;
     }
@@ -604,7 +571,9 @@ static int qcow2_do_open(BlockDriverState *bs, json_t *options, int flags,
     }
     cache_clean_timer_init(bs);
     bs->total_sectors = s->hi.h.size / BDRV_SECTOR_SIZE;
-    bs->supported_write_flags = BDRV_REQ_FUA;
+    /* No FUA: a FUA data write would leave its L2/refcount updates in the
+     * caches; the core emulates FUA with a full flush instead (as QEMU). */
+    bs->supported_write_flags = 0;
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK;
     bs->supported_truncate_flags = 0;
     return 0;
@@ -620,6 +589,7 @@ static void qcow2_free_state(BlockDriverState *bs)
     qcow2_refcount_close(bs);
     g_free(s->l1_table);
     s->l1_table = NULL;
+    qcow2_free_snapshots(bs);
     if (s->snapshot_l1s) {
         g_array_free(s->snapshot_l1s, true);
         s->snapshot_l1s = NULL;
@@ -671,7 +641,23 @@ static int qcow2_inactivate(BlockDriverState *bs)
             error_free(err);
         }
     }
-    ret = qcow2_flush_caches(bs);
+    /* Each cache is flushed (and the file synced) on its own, and a
+     * failure reported, as QEMU does; the image is marked clean only if
+     * both reached the disk. */
+    {
+        int r = qcow2_cache_flush(bs, s->l2_table_cache);
+        if (r < 0) {
+            ret = r;
+            error_report("Failed to flush the L2 table cache: %s",
+                         strerror(-r));
+        }
+        r = qcow2_cache_flush(bs, s->refcount_block_cache);
+        if (r < 0) {
+            ret = r;
+            error_report("Failed to flush the refcount block cache: %s",
+                         strerror(-r));
+        }
+    }
     if (ret == 0) {
         ret = qcow2_mark_clean(bs);
     }
@@ -797,7 +783,10 @@ static void qcow2_refresh_limits(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     bs->bl.request_alignment = 1;
-    bs->bl.pwrite_zeroes_alignment = s->subcluster_size;
+    /* No zero alignment: the core would turn unaligned heads and tails into
+     * data writes, while qcow2_co_pwrite_zeroes makes them zero clusters
+     * when the rest of the cluster already reads as zeros (as QEMU). */
+    bs->bl.pwrite_zeroes_alignment = 0;
     bs->bl.pdiscard_alignment = s->cluster_size;
 }
 
@@ -989,14 +978,20 @@ BlockDriver bdrv_qcow2 = {
     .bdrv_co_create = qcow2_co_create,
     .bdrv_co_create_opts = qcow2_co_create_opts,
     .create_opts = qcow2_create_opts,
+    .amend_opts = qcow2_amend_opts,
     .bdrv_inactivate = qcow2_inactivate,
     .bdrv_co_invalidate_cache = qcow2_co_invalidate_cache,
     .bdrv_co_check = qcow2_co_check,
+    .bdrv_snapshot_create = qcow2_snapshot_create,
+    .bdrv_snapshot_goto = qcow2_snapshot_goto,
+    .bdrv_snapshot_delete = qcow2_snapshot_delete,
+    .bdrv_snapshot_list = qcow2_snapshot_list,
+    .bdrv_amend_options = qcow2_amend_options,
     .bdrv_co_can_store_new_dirty_bitmap = qcow2_co_can_store_new_dirty_bitmap,
     .bdrv_co_remove_persistent_dirty_bitmap =
         qcow2_co_remove_persistent_dirty_bitmap,
     .mutable_opts = qcow2_mutable_opts,
     .strong_runtime_opts = qcow2_strong_runtime_opts,
-    .supported_write_flags = BDRV_REQ_FUA,
+    .supported_write_flags = 0,
     .supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_NO_FALLBACK,
 };

@@ -264,6 +264,7 @@ typedef struct BDRVQcow2State {
     uint64_t snapshots_offset;
     uint64_t snapshots_size;
     GArray *snapshot_l1s;          /* pairs {offset, size_bytes} (uint64) */
+    struct Qcow2Snapshot *snapshots; /* nb_snapshots entries (snapshot.c) */
 } BDRVQcow2State;
 
 static inline int64_t qcow2_offset_into_cluster(BDRVQcow2State *s, int64_t o)
@@ -404,6 +405,40 @@ ssize_t qcow2_compress(int type, void *dest, size_t dest_size,
 /* Decompress exactly dest_size bytes; 0 or -EIO. */
 int qcow2_decompress(int type, void *dest, size_t dest_size,
                      const void *src, size_t src_size);
+
+/* ---- internal snapshots (snapshot.c) ---- */
+/* One snapshot table entry, parsed (host order). */
+typedef struct Qcow2Snapshot {
+    uint64_t l1_table_offset;
+    uint32_t l1_size;
+    char *id_str;
+    char *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount;               /* UINT64_MAX: not recorded */
+    uint32_t extra_data_size;      /* as read (>= 16 written by us) */
+    uint8_t *unknown_extra;        /* extra data past the fields we know */
+} Qcow2Snapshot;
+/* Read and validate the snapshot table (at open); fills s->snapshots and
+ * s->snapshot_l1s / snapshots_size. */
+int qcow2_read_snapshots(BlockDriverState *bs, Error **errp);
+void qcow2_free_snapshots(BlockDriverState *bs);
+struct QBSnapshotInfo;
+int qcow2_snapshot_create(BlockDriverState *bs, struct QBSnapshotInfo *sn);
+int qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
+                        Error **errp);
+int qcow2_snapshot_delete(BlockDriverState *bs, const char *id,
+                          const char *name, Error **errp);
+int qcow2_snapshot_list(BlockDriverState *bs, struct QBSnapshotInfo **psn);
+
+/* ---- amend (amend.c) ---- */
+extern const CreateOptDesc qcow2_amend_opts[];
+int qcow2_amend_options(BlockDriverState *bs, json_t *opts,
+                        void (*status_cb)(BlockDriverState *bs, int64_t done,
+                                          int64_t total, void *opaque),
+                        void *cb_opaque, bool force, Error **errp);
 
 /* ---- check (check.c) ---- */
 int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix);

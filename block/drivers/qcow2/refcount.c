@@ -79,6 +79,7 @@ int qcow2_refcount_init(BlockDriverState *bs, Error **errp)
         error_setg(errp, "Could not allocate refcount table");
         return -ENOMEM;
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_REFTABLE_LOAD);
     ret = bdrv_pread(bs->file, s->hi.h.refcount_table_offset, bytes,
                      s->refcount_table, 0);
     if (ret < 0) {
@@ -180,6 +181,7 @@ static int write_reftable_entry(BlockDriverState *bs, uint64_t index)
     if (ret < 0) {
         return ret;
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_REFTABLE_UPDATE);
     ret = bdrv_pwrite_sync(bs->file, off, 8, &be, 0);
     return ret < 0 ? ret : 0;
 }
@@ -242,6 +244,7 @@ static int grow_refcount_table(BlockDriverState *bs, uint64_t needed,
         qcow2_refcount_set_entry(blocks + b * s->cluster_size,
                                  s->refcount_order, c % N, 1);
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC_WRITE_BLOCKS);
     ret = bdrv_pwrite(bs->file, area_start << s->cluster_bits,
                       nblocks * s->cluster_size, blocks, 0);
     if (ret < 0) {
@@ -250,6 +253,7 @@ static int grow_refcount_table(BlockDriverState *bs, uint64_t needed,
     for (uint64_t i = 0; i < table_entries; i++) {
         table[i] = GUINT64_TO_BE(table[i]);
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC_WRITE_TABLE);
     ret = bdrv_pwrite(bs->file, (area_start + nblocks) << s->cluster_bits,
                       table_clusters * s->cluster_size, table, 0);
     if (ret < 0) {
@@ -267,6 +271,7 @@ static int grow_refcount_table(BlockDriverState *bs, uint64_t needed,
         uint32_t cl_be = GUINT32_TO_BE((uint32_t)table_clusters);
         memcpy(hdr, &off_be, 8);
         memcpy(hdr + 8, &cl_be, 4);
+        BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC_SWITCH_TABLE);
         ret = bdrv_pwrite_sync(bs->file, 48, 12, hdr, 0);
         if (ret < 0) {
             return ret;
@@ -307,6 +312,7 @@ static int alloc_refcount_block(BlockDriverState *bs, uint64_t cluster_index,
         return 0;
     }
     if (r >= s->refcount_table_size) {
+        BLKDBG_EVENT(bs->file, BLKDBG_EV_REFTABLE_GROW);
         return grow_refcount_table(bs, r, MAX(s->free_cluster_index,
                                               cluster_index + 1));
     }
@@ -354,11 +360,13 @@ static int alloc_refcount_block(BlockDriverState *bs, uint64_t cluster_index,
     qcow2_cache_entry_mark_dirty(s->refcount_block_cache, block);
     qcow2_cache_put(s->refcount_block_cache, &block);
     /* The block must be on disk before the table points to it. */
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC_WRITE);
     ret = qcow2_cache_flush(bs, s->refcount_block_cache);
     if (ret < 0) {
         return ret;
     }
     s->refcount_table[r] = f;
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC_HOOKUP);
     ret = write_reftable_entry(bs, r);
     if (ret < 0) {
         s->refcount_table[r] = 0;
@@ -401,12 +409,20 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset,
     }
     start = qcow2_start_of_cluster(s, offset);
     last = qcow2_start_of_cluster(s, offset + length - 1);
-    for (int64_t c = start; c <= last; c += s->cluster_size) {
+    for (int64_t c = start, last_r = -1; c <= last; c += s->cluster_size) {
         uint64_t ci = c >> s->cluster_bits;
         uint64_t r = ci >> s->refblock_bits;
         uint64_t block_offset, rc;
+        bool new_block = (int64_t)r != last_r;
         void *block;
 
+        /* QEMU raises refblock_alloc whenever it looks up (and allocates
+         * if missing) the block for the next run of clusters, and
+         * refblock_load when it then loads it. */
+        last_r = r;
+        if (new_block) {
+            BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC);
+        }
         if (addend > 0) {
             ret = alloc_refcount_block(bs, ci, 0);
             if (ret < 0) {
@@ -420,6 +436,9 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset,
             return -EIO;
         }
         block_offset = s->refcount_table[r] & REFT_OFFSET_MASK;
+        if (new_block) {
+            BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_LOAD);
+        }
         ret = qcow2_cache_get(bs, s->refcount_block_cache, block_offset,
                               &block);
         if (ret < 0) {
@@ -463,6 +482,7 @@ int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
     int64_t off;
     int ret;
 
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_CLUSTER_ALLOC);
     /* A block allocation inside the update may pick clusters we just
      * chose if the refcounts are not yet set: retry until stable. */
     for (int tries = 0; tries < 16; tries++) {
@@ -501,6 +521,7 @@ int64_t qcow2_alloc_bytes(BlockDriverState *bs, int size)
     int ret;
 
     assert(size > 0 && size <= s->cluster_size);
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_CLUSTER_ALLOC_BYTES);
     if (s->free_byte_offset &&
         qcow2_offset_into_cluster(s, s->free_byte_offset) &&
         qcow2_offset_into_cluster(s, s->free_byte_offset) + size <=
@@ -531,7 +552,10 @@ int64_t qcow2_alloc_bytes(BlockDriverState *bs, int size)
 void qcow2_free_clusters(BlockDriverState *bs, int64_t offset, int64_t size,
                          Qcow2DiscardType type)
 {
-    int ret = qcow2_update_refcount(bs, offset, size, -1, type);
+    int ret;
+
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_CLUSTER_FREE);
+    ret = qcow2_update_refcount(bs, offset, size, -1, type);
     if (ret < 0) {
         /* Only a leak: report it, as QEMU does, and carry on. */
         fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));

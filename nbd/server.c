@@ -21,6 +21,7 @@
  *     coroutines have finished (refcnt).
  */
 #include "nbd/nbd.h"
+#include "nbd/tls.h"
 #include "block/block-backend.h"
 #include "block/block-int.h"
 #include "block/dirty-bitmap.h"
@@ -217,7 +218,9 @@ NBDExport *nbd_export_new(BlockBackend *blk, const NBDExportOptions *opts,
 
     for (int i = 0; opts->bitmaps && opts->bitmaps[i]; i++) {
         const char *bname = opts->bitmaps[i];
-        BdrvDirtyBitmap *bm = find_bitmap_below(blk_bs(blk), bname);
+        BdrvDirtyBitmap *bm = opts->bitmap_objs && opts->bitmap_objs[i]
+                              ? opts->bitmap_objs[i]
+                              : find_bitmap_below(blk_bs(blk), bname);
 
         if (!bm) {
             error_setg(errp, "Bitmap '%s' is not found", bname);
@@ -711,6 +714,21 @@ static int coroutine_fn client_negotiate(NBDClient *c)
             return ret;
         }
 
+        /* With TLS configured, only STARTTLS and ABORT come first. */
+        if (nbd_server_tls_creds() && !c->sock.tls &&
+            opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
+            if (opt == NBD_OPT_EXPORT_NAME) {
+                return -EINVAL;    /* no way to answer: drop */
+            }
+            ret = opt_reply_err(c, opt, NBD_REP_ERR_TLS_REQD,
+                                "Option 0x%" PRIx32 " not permitted "
+                                "before TLS", opt);
+            if (ret < 0) {
+                return ret;
+            }
+            continue;
+        }
+
         switch (opt) {
         case NBD_OPT_EXPORT_NAME:
             return opt_export_name(c, data, len);
@@ -745,8 +763,31 @@ static int coroutine_fn client_negotiate(NBDClient *c)
             ret = opt_meta(c, opt, data, len);
             break;
         case NBD_OPT_STARTTLS:
-            ret = opt_reply_err(c, opt, NBD_REP_ERR_POLICY,
-                                "TLS not configured");
+            if (len) {
+                ret = opt_reply_err(c, opt, NBD_REP_ERR_INVALID,
+                                    "Invalid length for option %s",
+                                    nbd_opt_name(opt));
+            } else if (c->sock.tls) {
+                ret = opt_reply_err(c, opt, NBD_REP_ERR_INVALID,
+                                    "TLS already enabled");
+            } else if (!nbd_server_tls_creds()) {
+                ret = opt_reply_err(c, opt, NBD_REP_ERR_POLICY,
+                                    "TLS not configured");
+            } else {
+                Error *err = NULL;
+
+                ret = opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+                if (ret < 0) {
+                    return ret;
+                }
+                if (nbd_tls_handshake(&c->sock, nbd_server_tls_creds(), true,
+                                      NULL, nbd_server_tls_authz(),
+                                      &err) < 0) {
+                    /* QEMU logs and drops the client; so do we. */
+                    error_free(err);
+                    return -EIO;
+                }
+            }
             break;
         default:
             ret = opt_reply_err(c, opt, NBD_REP_ERR_UNSUP,

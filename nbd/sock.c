@@ -11,6 +11,7 @@
  * direction is registered exactly then.
  */
 #include "nbd/nbd.h"
+#include "nbd/tls.h"
 
 #include <netdb.h>
 #include <poll.h>
@@ -64,7 +65,7 @@ void nbd_sock_init(NBDSock *s, int fd, AioContext *ctx)
 }
 
 /* Wait until fd is ready for the direction (in or out). */
-static void coroutine_fn sock_wait(NBDSock *s, bool out)
+void coroutine_fn nbd_sock_wait(NBDSock *s, bool out)
 {
     if (in_coroutine()) {
         if (out) {
@@ -91,6 +92,22 @@ int coroutine_fn nbd_sock_read(NBDSock *s, void *buf, size_t len)
         if (s->shutdown) {
             return -ESHUTDOWN;
         }
+        if (s->tls) {
+            bool out = false;
+            n = nbd_tls_recv(s, p, len, &out);
+            if (n == -EAGAIN) {
+                nbd_sock_wait(s, out);
+                continue;
+            } else if (n < 0) {
+                return n;
+            }
+            if (n == 0) {
+                return -ECONNRESET;
+            }
+            p += n;
+            len -= n;
+            continue;
+        }
         n = recv(s->fd, p, len, 0);
         if (n > 0) {
             p += n;
@@ -98,7 +115,7 @@ int coroutine_fn nbd_sock_read(NBDSock *s, void *buf, size_t len)
         } else if (n == 0) {
             return -ECONNRESET;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            sock_wait(s, false);
+            nbd_sock_wait(s, false);
         } else if (errno != EINTR) {
             return -errno;
         }
@@ -123,10 +140,21 @@ int coroutine_fn nbd_sock_writev(NBDSock *s, struct iovec *iov, int niov)
         if (s->shutdown) {
             return -ESHUTDOWN;
         }
-        n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+        if (s->tls) {
+            bool out = true;
+            n = nbd_tls_send(s, v[i].iov_base, v[i].iov_len, &out);
+            if (n == -EAGAIN) {
+                nbd_sock_wait(s, out);
+                continue;
+            } else if (n < 0) {
+                return n;
+            }
+        } else {
+            n = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+        }
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                sock_wait(s, true);
+                nbd_sock_wait(s, true);
                 continue;
             }
             if (errno == EINTR) {
@@ -172,6 +200,7 @@ void nbd_sock_close(NBDSock *s)
     }
     assert(!s->read_co && !s->write_co);
     aio_set_fd_handler(s->ctx, s->fd, NULL, NULL, NULL);
+    nbd_tls_free(s);
     close(s->fd);
     s->fd = -1;
 }

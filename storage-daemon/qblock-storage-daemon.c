@@ -15,6 +15,7 @@
 #include "qapi/json-input-visitor.h"
 #include "qapi/dealloc-visitor.h"
 #include "block/qmp/qmp-internal.h"
+#include "nbd/tls.h"
 
 #include <getopt.h>
 
@@ -229,7 +230,7 @@ static GHashTable *object_ids;
 
 /* QOM types QEMU knows but this daemon does not offer. */
 static const char *const foreign_types[] = {
-    "authz-list", "authz-listfile", "authz-pam", "authz-simple",
+    "authz-list", "authz-listfile", "authz-pam",
     "can-bus", "can-host-socketcan", "colo-compare", "cryptodev-backend",
     "dbus-vmstate", "filter-buffer", "filter-dump", "filter-mirror",
     "filter-redirector", "filter-replay", "filter-rewriter", "input-barrier",
@@ -237,9 +238,61 @@ static const char *const foreign_types[] = {
     "memory-backend-memfd", "memory-backend-ram", "pr-manager-helper",
     "qtest", "rng-builtin", "rng-egd", "rng-random", "secret_keyring",
     "sev-guest", "throttle-group", "tls-cipher-suites", "tls-creds-anon",
-    "tls-creds-psk", "tls-creds-x509", "x-remote-object", "x-vfio-user-server",
+    "x-remote-object", "x-vfio-user-server",
     NULL,
 };
+
+/*
+ * TLS credentials and authz-simple live in nbd/tls.c (qblock-nbd creates
+ * them too); nbd-server-start finds them by id.
+ */
+static void add_tls_object(const char *arg, json_t *obj, const char *type)
+{
+    static const char *const creds_props[] = {
+        "qom-type", "id", "dir", "endpoint", "verify-peer", "username",
+        "priority", "sanity-check", "loaded", "passwordid", NULL,
+    };
+    static const char *const authz_props[] = {
+        "qom-type", "id", "identity", NULL,
+    };
+    bool authz = !strcmp(type, "authz-simple");
+    const char *id = json_string_value(json_object_get(obj, "id"));
+    const char *vp = json_string_value(json_object_get(obj, "verify-peer"));
+    Error *err = NULL;
+    const char *key;
+    json_t *val;
+
+    if (!id) {
+        error_setg(&err, "Parameter 'id' is missing");
+        fail_opt("--object", arg, err);
+    }
+    json_object_foreach(obj, key, val) {
+        if (!g_strv_contains(authz ? authz_props : creds_props, key)) {
+            error_setg(&err, "Property '%s.%s' not found", type, key);
+            fail_opt("--object", arg, err);
+        }
+    }
+    if (g_hash_table_contains(object_ids, id)) {
+        error_setg(&err, "attempt to add duplicate property '%s' to object "
+                   "(type 'container')", id);
+        fail_opt("--object", arg, err);
+    }
+    if (authz) {
+        const char *who = json_string_value(json_object_get(obj, "identity"));
+        if (!nbd_tls_authz_add(id, who ? who : "", &err)) {
+            fail_opt("--object", arg, err);
+        }
+    } else if (!nbd_tls_creds_add(type, id,
+                   json_string_value(json_object_get(obj, "dir")),
+                   json_string_value(json_object_get(obj, "endpoint")),
+                   !vp || !strcmp(vp, "on") || !strcmp(vp, "true") ||
+                   !strcmp(vp, "yes"),
+                   json_string_value(json_object_get(obj, "username")),
+                   &err)) {
+        fail_opt("--object", arg, err);
+    }
+    g_hash_table_add(object_ids, g_strdup(id));
+}
 
 static void add_object(const char *arg)
 {
@@ -260,6 +313,11 @@ static void add_object(const char *arg)
     if (!type) {
         error_setg(&err, "Parameter 'qom-type' is missing");
         fail_opt("--object", arg, err);
+    }
+    if (!strcmp(type, "tls-creds-x509") || !strcmp(type, "tls-creds-psk") ||
+        !strcmp(type, "authz-simple")) {
+        add_tls_object(arg, obj, type);
+        return;
     }
     if (strcmp(type, "iothread") && strcmp(type, "secret")) {
         if (g_strv_contains(foreign_types, type)) {
@@ -599,6 +657,7 @@ int main(int argc, char **argv)
 
     /* Replies first (the quit reply), then close nodes cleanly. */
     monitor_flush_all(1000);
+    qmp_block_exports_close_all();
     bdrv_close_all();
     chardev_cleanup_all();
     monitor_cleanup_all();

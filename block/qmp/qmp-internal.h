@@ -58,4 +58,7 @@ bool qmp_bitmap_enable_action(BlockDirtyBitmap *a, bool enable,
 bool qmp_bitmap_merge_action(BlockDirtyBitmapMerge *a, Transaction *tran,
                              Error **errp);
 
+/* Remove every block export and stop the NBD server (daemon exit). */
+void qmp_block_exports_close_all(void);
+
 #endif

@@ -201,6 +201,7 @@ typedef struct NBDSock {
     AioContext *ctx;
     Coroutine *read_co, *write_co;
     bool shutdown;       /* nbd_sock_shutdown() was called */
+    void *tls;           /* GnuTLS session once STARTTLS completed */
 } NBDSock;
 
 void nbd_sock_init(NBDSock *s, int fd, AioContext *ctx);
@@ -209,6 +210,8 @@ void nbd_sock_init(NBDSock *s, int fd, AioContext *ctx);
 int coroutine_fn nbd_sock_read(NBDSock *s, void *buf, size_t len);
 int coroutine_fn nbd_sock_write(NBDSock *s, const void *buf, size_t len);
 int coroutine_fn nbd_sock_writev(NBDSock *s, struct iovec *iov, int niov);
+/* Park until the fd is ready for reading (out false) or writing. */
+void coroutine_fn nbd_sock_wait(NBDSock *s, bool out);
 /* Shut the socket down and wake any coroutine parked on it. */
 void nbd_sock_shutdown(NBDSock *s);
 void nbd_sock_close(NBDSock *s);
@@ -229,6 +232,9 @@ typedef struct NBDExportOptions {
     bool allocation_depth;     /* offer qemu:allocation-depth */
     const char *const *bitmaps;/* NULL-terminated; names of bitmaps on the
                                 * node (or below it) to offer */
+    /* Optional, parallel to bitmaps: a non-NULL entry is that bitmap,
+     * already resolved by the caller ({node, name} on any node). */
+    struct BdrvDirtyBitmap *const *bitmap_objs;
     int multi_conn;            /* -1 auto (read-only => on), 0 off, 1 on */
 } NBDExportOptions;
 

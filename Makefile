@@ -42,7 +42,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 10
 $(FUZZ_BUILD)/build.ninja:
 	@scripts/install-deps.sh
-	CC=clang ./configure --builddir=$(FUZZ_BUILD) -Dfuzzing=true
+	CC=clang ./configure --builddir=$(FUZZ_BUILD) -Dfuzzing=true -Db_lundef=false
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) -j2

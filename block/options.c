@@ -90,11 +90,13 @@ static json_t *keyval_put(json_t *cur, const char *frag, char *value,
         }
     }
     if (value) {
-        json_object_set_new(cur, frag, json_string(value));
+        /* Command-line bytes need not be UTF-8 (QEMU passes them through):
+         * jansson's checked constructors would silently drop them. */
+        json_object_set_new_nocheck(cur, frag, json_string_nocheck(value));
         g_free(value);
         return json_object_get(cur, frag);
     }
-    json_object_set_new(cur, frag, json_object());
+    json_object_set_new_nocheck(cur, frag, json_object());
     return json_object_get(cur, frag);
 }
 
@@ -112,7 +114,7 @@ static bool keyval_parse_one(json_t *root, const char **ps,
         /* A first element without '=' is the value of the implied key. */
         const char *v = key;
         char *value = parse_value(&v);
-        json_object_set_new(root, implied_key, json_string(value));
+        json_object_set_new(root, implied_key, json_string_nocheck(value));
         g_free(value);
         *ps = v;
         return true;
@@ -293,6 +295,59 @@ json_t *qb_json_flatten(json_t *obj)
     return flat;
 }
 
+GPtrArray *qb_optlist_split(const char *list)
+{
+    GPtrArray *elems = g_ptr_array_new_with_free_func(g_free);
+    GString *cur = g_string_new(NULL);
+
+    for (const char *p = list; ; p++) {
+        if (*p == ',' && p[1] == ',') {
+            g_string_append_c(cur, ',');
+            p++;
+        } else if (*p == ',' || !*p) {
+            g_ptr_array_add(elems, g_string_free(cur, FALSE));
+            if (!*p) {
+                break;
+            }
+            cur = g_string_new(NULL);
+        } else {
+            g_string_append_c(cur, *p);
+        }
+    }
+    return elems;
+}
+
+json_t *qb_optlist_parse_flat(const char *list, const char *implied_key)
+{
+    g_autoptr(GPtrArray) elems = qb_optlist_split(list);
+    json_t *flat = json_object();
+
+    for (guint i = 0; i < elems->len; i++) {
+        const char *e = elems->pdata[i];
+        const char *eq = strchr(e, '=');
+
+        if (!*e) {
+            continue;
+        }
+        if (eq) {
+            g_autofree char *key = g_strndup(e, eq - e);
+            json_object_set_new_nocheck(flat, key, json_string_nocheck(eq + 1));
+        } else if (i == 0 && implied_key) {
+            json_object_set_new_nocheck(flat, implied_key,
+                                        json_string_nocheck(e));
+        } else {
+            bool off = g_str_has_prefix(e, "no") && e[2];
+            const char *key = off ? e + 2 : e;
+            warn_report("short-form boolean option '%s' deprecated", e);
+            fprintf(stderr, "Please use %s=%s instead\n", key,
+                    off ? "off" : "on");
+            json_object_set_new_nocheck(flat, key,
+                                        json_string(off ? "off" : "on"));
+        }
+    }
+    return flat;
+}
+
 json_t *qb_json_crumple(json_t *flat, Error **errp)
 {
     json_t *root = json_object();
@@ -305,6 +360,13 @@ json_t *qb_json_crumple(json_t *flat, Error **errp)
         g_auto(GStrv) parts = g_strsplit(k, ".", -1);
         json_t *cur = root;
         size_t n = g_strv_length(parts);
+
+        if (n == 0) {
+            /* The empty key: an ordinary (unsupported) option, as QEMU
+             * reports it; g_strsplit gives no parts for it. */
+            json_object_set_new(root, "", json_deep_copy(v));
+            continue;
+        }
 
         for (size_t i = 0; i + 1 < n; i++) {
             json_t *next = json_object_get(cur, parts[i]);

@@ -127,29 +127,6 @@ char *img_add_options(char *old, const char *add)
     return n;
 }
 
-/* Split a QemuOpts list into elements, honouring ",," as a literal comma. */
-static GPtrArray *split_optlist(const char *list)
-{
-    GPtrArray *elems = g_ptr_array_new_with_free_func(g_free);
-    GString *cur = g_string_new(NULL);
-
-    for (const char *p = list; ; p++) {
-        if (*p == ',' && p[1] == ',') {
-            g_string_append_c(cur, ',');
-            p++;
-        } else if (*p == ',' || !*p) {
-            g_ptr_array_add(elems, g_string_free(cur, FALSE));
-            if (!*p) {
-                break;
-            }
-            cur = g_string_new(NULL);
-        } else {
-            g_string_append_c(cur, *p);
-        }
-    }
-    return elems;
-}
-
 bool img_valid_option_list(const char *list)
 {
     size_t len = strlen(list), i = len;
@@ -170,7 +147,7 @@ bool img_options_want_help(const char *opts)
     if (!opts) {
         return false;
     }
-    elems = split_optlist(opts);
+    elems = qb_optlist_split(opts);
     for (guint i = 0; i < elems->len; i++) {
         const char *e = elems->pdata[i];
         if (!strcmp(e, "help") || !strcmp(e, "?")) {
@@ -182,7 +159,7 @@ bool img_options_want_help(const char *opts)
 
 json_t *img_parse_optlist(const char *list, Error **errp)
 {
-    g_autoptr(GPtrArray) elems = split_optlist(list);
+    g_autoptr(GPtrArray) elems = qb_optlist_split(list);
     json_t *obj = json_object();
 
     for (guint i = 0; i < elems->len; i++) {
@@ -231,30 +208,8 @@ void img_block_init(void)
  */
 static json_t *parse_image_opts(const char *str, Error **errp)
 {
-    g_autoptr(GPtrArray) elems = split_optlist(str);
-    json_t *flat = json_object(), *ret;
+    json_t *flat = qb_optlist_parse_flat(str, "file"), *ret;
 
-    for (guint i = 0; i < elems->len; i++) {
-        const char *e = elems->pdata[i];
-        const char *eq = strchr(e, '=');
-
-        if (!*e) {
-            continue;
-        }
-        if (eq) {
-            g_autofree char *key = g_strndup(e, eq - e);
-            json_object_set_new(flat, key, json_string(eq + 1));
-        } else if (i == 0) {
-            json_object_set_new(flat, "file", json_string(e));
-        } else {
-            bool off = g_str_has_prefix(e, "no") && e[2];
-            const char *key = off ? e + 2 : e;
-            warn_report("short-form boolean option '%s' deprecated", e);
-            fprintf(stderr, "Please use %s=%s instead\n", key,
-                    off ? "off" : "on");
-            json_object_set_new(flat, key, json_string(off ? "off" : "on"));
-        }
-    }
     /* "file=node" next to "file.x=...": a reference plus options for it,
      * which QEMU refuses while opening the child. */
     {

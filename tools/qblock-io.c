@@ -28,59 +28,14 @@ static const char *progname = "qblock-io";
 /* Option strings                                                          */
 
 /*
- * Parse "key=value,key2=value2" the way qemu-io's -o / --image-opts do
- * (QemuOpts): ",," is a literal comma, a bare "key" means key=on (with a
- * deprecation warning), "nokey" means key=off.  Keys stay dotted and
- * values strings; the result is crumpled into nested objects.
+ * qemu-io's -o / --image-opts lists are QemuOpts with no implied key: a
+ * bare "key" is the deprecated key=on.  Crumpled into nested objects.
  */
 static json_t *parse_opts_string(const char *str, Error **errp)
 {
-    json_t *flat = json_object(), *ret;
-    const char *p = str;
+    json_t *flat = qb_optlist_parse_flat(str, NULL);
+    json_t *ret = qb_json_crumple(flat, errp);
 
-    while (*p) {
-        GString *key = g_string_new(NULL), *val = NULL;
-        bool has_val = false;
-
-        /* A key ends at '=' or ','. */
-        while (*p && *p != '=' && *p != ',') {
-            g_string_append_c(key, *p++);
-        }
-        if (*p == '=') {
-            has_val = true;
-            p++;
-            val = g_string_new(NULL);
-            while (*p) {
-                if (*p == ',') {
-                    if (p[1] == ',') {
-                        g_string_append_c(val, ',');
-                        p += 2;
-                        continue;
-                    }
-                    break;
-                }
-                g_string_append_c(val, *p++);
-            }
-        }
-        if (*p == ',') {
-            p++;
-        }
-        if (!has_val) {
-            bool off = g_str_has_prefix(key->str, "no") && key->len > 2;
-            warn_report("short-form boolean option '%s' deprecated",
-                        key->str);
-            if (off) {
-                g_string_erase(key, 0, 2);
-            }
-            fprintf(stderr, "Please use %s=%s instead\n", key->str,
-                    off ? "off" : "on");
-            val = g_string_new(off ? "off" : "on");
-        }
-        json_object_set_new(flat, key->str, json_string(val->str));
-        g_string_free(key, TRUE);
-        g_string_free(val, TRUE);
-    }
-    ret = qb_json_crumple(flat, errp);
     json_decref(flat);
     return ret;
 }

@@ -20,6 +20,21 @@
  */
 json_t *qb_keyval_parse(const char *params, const char *implied_key,
                         Error **errp);
+/*
+ * QemuOpts-style option lists (qemu-img/qemu-io --image-opts, -o): split
+ * "a=1,b=x,,y" into elements, ",," standing for a literal comma.
+ */
+GPtrArray *qb_optlist_split(const char *list);
+/*
+ * Parse such a list into a flat object of string values (dotted keys are
+ * kept; crumple them with qb_json_crumple).  A first element without '='
+ * is the value of implied_key when it is not NULL; any other bare "key" /
+ * "nokey" is the deprecated short form of key=on / key=off, warned about on
+ * stderr as QEMU does.  Empty elements are skipped.  Bytes need not be
+ * UTF-8.  Never fails.
+ */
+json_t *qb_optlist_parse_flat(const char *list, const char *implied_key);
+
 /* Parse "json:{...}" (prefix included); returns an object or NULL. */
 json_t *qb_parse_json_filename(const char *filename, Error **errp);
 /* Merge src keys into dst (dst wins on conflict unless overwrite). */

@@ -28,16 +28,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     text = g_strndup((const char *)data + 1, size - 1);
 
-    /*
-     * KNOWN BUG (block/options.c, qb_keyval_parse): a key or value that is
-     * not valid UTF-8 makes it return NULL without setting an error
-     * (jansson refuses the string).  Reproducer:
-     * tests/fuzz/crashers/fuzz-keyval/keyval-invalid-utf8.  Until it is
-     * fixed such inputs skip the keyval half so fuzzing can go on.
-     */
-    if (!g_utf8_validate(text, -1, NULL)) {
-        goto json_filename;
-    }
     obj = qb_keyval_parse(text, implied[data[0] % 4], &err);
     assert((obj == NULL) == (err != NULL));
     if (obj) {
@@ -60,24 +50,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         err = NULL;
     }
 
-json_filename:
-    /*
-     * KNOWN BUG (block/options.c, qb_json_crumple from
-     * qb_parse_json_filename): a top-level empty key, json:{"": 1}, splits
-     * into zero parts and parts[n - 1] reads before the array (SIGSEGV in
-     * `qblock-io 'json:{"": "x"}'`).  Reproducer:
-     * tests/fuzz/crashers/fuzz-keyval/json-empty-key.  Skipped until fixed.
-     */
-    {
-        json_t *probe = json_loads(text, JSON_DECODE_ANY, NULL);
-        bool empty_key = json_is_object(probe) &&
-                         json_object_get(probe, "") != NULL;
-
-        json_decref(probe);
-        if (empty_key) {
-            return 0;
-        }
-    }
     json = g_strconcat("json:", text, NULL);
     obj = qb_parse_json_filename(json, &err);
     assert((obj == NULL) == (err != NULL));

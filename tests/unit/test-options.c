@@ -293,6 +293,53 @@ static void test_accessors_str_enum(void)
     json_decref(o);
 }
 
+/* Found by fuzz-keyval: an empty key crashed the crumple (g_strsplit
+ * yields no parts for ""); QEMU treats it as an ordinary option. */
+static void test_crumple_empty_key(void)
+{
+    json_t *flat = json_pack("{s:s, s:s}", "", "x", "driver", "null-co");
+    json_t *nested = qb_json_crumple(flat, &error_abort);
+
+    g_assert_cmpstr(json_string_value(json_object_get(nested, "")), ==, "x");
+    g_assert_cmpstr(json_string_value(json_object_get(nested, "driver")), ==,
+                    "null-co");
+    json_decref(nested);
+    json_decref(flat);
+
+    nested = qb_parse_json_filename("json:{\"\": \"qcow2\"}", &error_abort);
+    g_assert_true(json_is_object(nested));
+    json_decref(nested);
+}
+
+/* Found by fuzz-keyval: bytes that are not UTF-8 were dropped silently
+ * (jansson's checked constructors return NULL); QEMU passes them on. */
+static void test_keyval_not_utf8(void)
+{
+    json_t *o = qb_keyval_parse("driver=null-co,a=\xca\xfe", NULL,
+                                &error_abort);
+    g_assert_cmpstr(json_string_value(json_object_get(o, "a")), ==,
+                    "\xca\xfe");
+    json_decref(o);
+}
+
+/* QemuOpts lists: ",," escapes, implied key, deprecated bare flags. */
+static void test_optlist(void)
+{
+    json_t *f = qb_optlist_parse_flat("x.raw,a=1,,2,file.b=y,noflag,", "file");
+    g_autofree char *s = json_dumps(f, JSON_SORT_KEYS | JSON_COMPACT);
+    g_assert_cmpstr(s, ==,
+        "{\"a\":\"1,2\",\"file\":\"x.raw\",\"file.b\":\"y\",\"flag\":\"off\"}");
+    json_decref(f);
+
+    /* Without an implied key a bare first word is a flag. */
+    f = qb_optlist_parse_flat("ro,driver=null-co", NULL);
+    g_assert_cmpstr(json_string_value(json_object_get(f, "ro")), ==, "on");
+    json_decref(f);
+    g_autoptr(GPtrArray) e = qb_optlist_split("a,,b,c");
+    g_assert_cmpuint(e->len, ==, 2);
+    g_assert_cmpstr(e->pdata[0], ==, "a,b");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -304,6 +351,9 @@ int main(int argc, char **argv)
     g_test_add_func("/options/json-filename", test_json_filename);
     g_test_add_func("/options/flatten-crumple", test_flatten_crumple);
     g_test_add_func("/options/merge", test_merge);
+    g_test_add_func("/options/crumple-empty-key", test_crumple_empty_key);
+    g_test_add_func("/options/keyval/not-utf8", test_keyval_not_utf8);
+    g_test_add_func("/options/optlist", test_optlist);
     g_test_add_func("/options/accessors/bool", test_accessors_bool);
     g_test_add_func("/options/accessors/numbers", test_accessors_numbers);
     g_test_add_func("/options/accessors/str-enum", test_accessors_str_enum);

@@ -8,6 +8,7 @@
  */
 #include "monitor/monitor.h"
 #include "qapi/qapi-commands.h"
+#include "block/job.h"
 
 VersionInfo *qmp_query_version(Error **errp)
 {
@@ -45,6 +46,9 @@ CommandInfoList *qmp_query_commands(Error **errp)
 
 void qmp_quit(Error **errp)
 {
+    /* QEMU cancels and dismisses remaining jobs (JOB_STATUS_CHANGE null)
+     * before quit's reply. */
+    job_cancel_sync_all();
     qb_request_shutdown();
 }
 

@@ -34,7 +34,9 @@ static void create_opts_clear(Qcow2CreateOpts *o)
     g_free(o->data_file_name);
 }
 
-static int validate(Qcow2CreateOpts *o, Error **errp)
+/* check_l1: qemu-img create refuses sizes whose L1 table would be too
+ * large up front; blockdev-create only fails when growing the image. */
+static int validate(Qcow2CreateOpts *o, bool check_l1, Error **errp)
 {
     int v3hint_needed = o->version < 3;
 
@@ -99,7 +101,8 @@ static int validate(Qcow2CreateOpts *o, Error **errp)
                    "the same time");
         return -EINVAL;
     }
-    if (qcow2_l1_size_for(__builtin_ctzll(o->cluster_size), o->extended_l2,
+    if (check_l1 &&
+        qcow2_l1_size_for(__builtin_ctzll(o->cluster_size), o->extended_l2,
                           o->size) > QCOW2_MAX_L1_SIZE / 8) {
         error_setg(errp, "The image size is too large for file format "
                    "'qcow2' (try using a larger cluster size)");
@@ -114,7 +117,7 @@ static int validate(Qcow2CreateOpts *o, Error **errp)
 
 /* Format file_bs (and record data_bs) as a qcow2 image. */
 static int create_on(BlockDriverState *file_bs, BlockDriverState *data_bs,
-                     Qcow2CreateOpts *o, Error **errp)
+                     Qcow2CreateOpts *o, bool check_l1, Error **errp)
 {
     BlockBackend *blk;
     Qcow2HeaderInfo hi;
@@ -125,7 +128,7 @@ static int create_on(BlockDriverState *file_bs, BlockDriverState *data_bs,
     json_t *qopts;
     int ret;
 
-    ret = validate(o, errp);
+    ret = validate(o, check_l1, errp);
     if (ret < 0) {
         return ret;
     }
@@ -141,12 +144,9 @@ static int create_on(BlockDriverState *file_bs, BlockDriverState *data_bs,
         blk_unref(blk);
         return ret;
     }
+    /* Like QEMU, an existing file is not emptied first: bytes beyond the
+     * new metadata stay (qemu-img create starts from an empty file). */
     blk_set_allow_write_beyond_eof(blk, true);
-    ret = blk_truncate(blk, 0, false, PREALLOC_MODE_OFF, 0, errp);
-    if (ret < 0) {
-        blk_unref(blk);
-        return ret;
-    }
 
     /* Minimal image: header, refcount table, one refcount block. */
     qcow2_header_info_init(&hi);
@@ -216,6 +216,7 @@ static int create_on(BlockDriverState *file_bs, BlockDriverState *data_bs,
                                                         : PREALLOC_MODE_METADATA,
                        0, errp);
     if (ret < 0) {
+        error_prepend(errp, "Could not resize image: ");
         blk_unref(blk);
         return ret;
     }
@@ -272,20 +273,49 @@ static const char *const prealloc_names[] = {
 };
 static const char *const compression_names[] = { "zlib", "zstd", NULL };
 
-/* blockdev-create: {"driver":"qcow2","file":NODE,"size":N,...}. */
+/*
+ * A BlockdevRef: the name of a device or node (QEMU's lookup text when
+ * missing), or an inline node definition opened for the creation only.
+ * Returns a reference the caller drops.
+ */
+static BlockDriverState *open_ref(json_t *ref, Error **errp)
+{
+    if (json_is_string(ref)) {
+        const char *name = json_string_value(ref);
+        BlockDriverState *bs = bdrv_lookup_bs(name, name, errp);
+
+        if (bs) {
+            bdrv_ref(bs);
+        }
+        return bs;
+    }
+    /* QEMU's create job yields to the main loop before opening an inline
+     * definition (its events then follow the command's reply); do the
+     * same so the two are indistinguishable over QMP. */
+    if (in_coroutine()) {
+        aio_co_schedule(qb_get_current_aio_context(), coroutine_self());
+        coroutine_yield();
+    }
+    return bdrv_open(NULL, NULL, json_deep_copy(ref), BDRV_O_RDWR, errp);
+}
+
+/* blockdev-create: {"driver":"qcow2","file":REF,"size":N,...}. */
 int coroutine_fn qcow2_co_create(json_t *create_options, Error **errp)
 {
     static const char *const version_names[] = { "v2", "v3", NULL };
     Qcow2CreateOpts o = { 0 };
     Error *err = NULL;
     BlockDriverState *file_bs, *data_bs = NULL;
-    g_autofree char *file = NULL, *data = NULL;
     int v, ret;
     json_t *opts = json_deep_copy(create_options);
+    json_t *file = json_incref(json_object_get(opts, "file"));
+    json_t *data = json_incref(json_object_get(opts, "data-file"));
+    bool encrypt = json_object_get(opts, "encrypt") != NULL;
 
     json_object_del(opts, "driver");
-    file = qb_opt_take_str(opts, "file");
-    data = qb_opt_take_str(opts, "data-file");
+    json_object_del(opts, "file");
+    json_object_del(opts, "data-file");
+    json_object_del(opts, "encrypt");
     o.size = qb_opt_take_size(opts, "size", 0, &err);
     if (!err) {
         v = qb_opt_take_enum(opts, "version", version_names, 1, &err);
@@ -320,29 +350,41 @@ int coroutine_fn qcow2_co_create(json_t *create_options, Error **errp)
     o.backing_file = qb_opt_take_str(opts, "backing-file");
     o.backing_fmt = qb_opt_take_str(opts, "backing-fmt");
     json_decref(opts);
+    ret = -EINVAL;
     if (err) {
         error_propagate(errp, err);
-        create_opts_clear(&o);
-        return -EINVAL;
+        goto out;
     }
-    file_bs = file ? bdrv_lookup_bs(NULL, file, errp) : NULL;
+    if (!file) {
+        error_setg(errp, "Parameter 'file' is missing");
+        goto out;
+    }
+    file_bs = open_ref(file, errp);
     if (!file_bs) {
-        if (!file) {
-            error_setg(errp, "Parameter 'file' is missing");
-        }
-        create_opts_clear(&o);
-        return -EINVAL;
+        goto out;
     }
     if (data) {
-        data_bs = bdrv_lookup_bs(NULL, data, errp);
+        data_bs = open_ref(data, errp);
         if (!data_bs) {
-            create_opts_clear(&o);
-            return -EINVAL;
+            bdrv_unref(file_bs);
+            goto out;
         }
         o.has_data_file = true;
         o.data_file_name = g_strdup(data_bs->filename);
     }
-    ret = create_on(file_bs, data_bs, &o, errp);
+    if (encrypt) {
+        /* Refuse rather than write an unencrypted image. */
+        error_setg(errp, "qcow2 encryption is not supported");
+    } else {
+        ret = create_on(file_bs, data_bs, &o, false, errp);
+    }
+    if (data_bs) {
+        bdrv_unref(data_bs);
+    }
+    bdrv_unref(file_bs);
+out:
+    json_decref(file);
+    json_decref(data);
     create_opts_clear(&o);
     return ret;
 }
@@ -440,14 +482,14 @@ int coroutine_fn qcow2_co_create_opts(BlockDriver *drv, const char *filename,
     o.data_file_name = qb_opt_take_str(opts, "data_file");
     o.has_data_file = o.data_file_name != NULL;
     json_decref(opts);
-    if (!err && validate(&o, &err) == 0) {
+    if (!err && validate(&o, true, &err) == 0) {
         file_bs = create_and_open_file(filename, 0, &err);
     }
     if (file_bs && o.has_data_file) {
         data_bs = create_and_open_file(o.data_file_name, 0, &err);
     }
     if (!err) {
-        ret = create_on(file_bs, data_bs, &o, &err);
+        ret = create_on(file_bs, data_bs, &o, true, &err);
     }
     if (data_bs) {
         bdrv_unref(data_bs);

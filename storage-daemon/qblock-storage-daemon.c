@@ -11,6 +11,7 @@
  */
 #include "block/block-int.h"
 #include "block/options.h"
+#include "block/job.h"
 #include "monitor/monitor.h"
 #include "qapi/json-input-visitor.h"
 #include "qapi/dealloc-visitor.h"
@@ -658,6 +659,8 @@ int main(int argc, char **argv)
     /* Replies first (the quit reply), then close nodes cleanly. */
     monitor_flush_all(1000);
     qmp_block_exports_close_all();
+    /* After a signal jobs may remain (quit has cancelled them already). */
+    job_cancel_sync_all();
     bdrv_close_all();
     chardev_cleanup_all();
     monitor_cleanup_all();

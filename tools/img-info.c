@@ -74,6 +74,13 @@ json_t *img_collect_info(BlockDriverState *bs, Error **errp)
                                 json_string(bs->backing_format));
         }
     }
+    {
+        /* Internal snapshots (img-snapshot.c), before format-specific. */
+        json_t *snaps = img_snapshot_list_json(bs);
+        if (snaps) {
+            json_object_set_new(info, "snapshots", snaps);
+        }
+    }
     if (bs->drv->bdrv_get_specific_info) {
         Error *err = NULL;
         json_t *spec = bdrv_get_specific_info(bs, &err);
@@ -187,6 +194,10 @@ void img_dump_info_human(json_t *info)
     s = json_string_value(json_object_get(info, "backing-filename-format"));
     if (s) {
         printf("backing file format: %s\n", s);
+    }
+    v = json_object_get(info, "snapshots");
+    if (v && json_array_size(v)) {
+        img_dump_snapshots_human(v);
     }
     v = json_object_get(info, "format-specific");
     if (v && json_object_get(v, "data")) {

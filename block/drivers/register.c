@@ -10,6 +10,7 @@ extern BlockDriver bdrv_null_co;
 extern BlockDriver bdrv_null_aio;
 extern BlockDriver bdrv_blkdebug;
 extern BlockDriver bdrv_qcow2;
+extern BlockDriver bdrv_nbd, bdrv_nbd_tcp, bdrv_nbd_unix;
 
 void bdrv_register_builtin_drivers(void)
 {
@@ -25,4 +26,7 @@ void bdrv_register_builtin_drivers(void)
     bdrv_register(&bdrv_blkdebug);
     bdrv_register(&bdrv_file);
     bdrv_register(&bdrv_qcow2);
+    bdrv_register(&bdrv_nbd);
+    bdrv_register(&bdrv_nbd_tcp);
+    bdrv_register(&bdrv_nbd_unix);
 }

@@ -22,6 +22,15 @@
 #include "util/coroutine.h"
 
 typedef struct BdrvCheckResult BdrvCheckResult;  /* defined by check code */
+struct QBSnapshotInfo;                           /* block/snapshot.h */
+
+/* Result of BlockDriver.bdrv_measure (QAPI BlockMeasureInfo). */
+typedef struct BlockMeasureInfo {
+    uint64_t required;         /* bytes needed for the data given */
+    uint64_t fully_allocated;  /* bytes if every cluster were allocated */
+    bool has_bitmaps;          /* format can store persistent bitmaps */
+    uint64_t bitmaps;          /* bytes for the input's persistent bitmaps */
+} BlockMeasureInfo;
 
 /*
  * One "-o" creation option of a driver (qemu-img create / amend): its name,
@@ -67,6 +76,7 @@ typedef struct BdrvTrackedRequest {
     Coroutine *co;
     CoQueue wait_queue;           /* requests waiting on this one */
     struct BdrvTrackedRequest *waiting_for;
+    GList link;                   /* node in bs->tracked_requests (io.c) */
 } BdrvTrackedRequest;
 enum { BDRV_TRACKED_READ, BDRV_TRACKED_WRITE, BDRV_TRACKED_DISCARD,
        BDRV_TRACKED_TRUNCATE };
@@ -268,9 +278,59 @@ struct BlockDriver {
                                       BdrvCheckResult *result,
                                       int fix);
 
+    /*
+     * qemu-img measure: the host size an image of this format would need,
+     * made either from opts (flat create options as for
+     * bdrv_co_create_opts, "size" an integer) when in_bs is NULL, or from
+     * the data of in_bs (opts still give cluster_size etc.).  0 or -errno
+     * with errp set.  Drivers without it: "does not support size
+     * measurement" (qblock-img computes raw's itself).
+     */
+    int (*bdrv_measure)(json_t *opts, BlockDriverState *in_bs,
+                        struct BlockMeasureInfo *info, Error **errp);
+    /* qemu-img commit: drop every allocation of this layer so that it
+     * reads through to its backing file again (qcow2: full discard of all
+     * clusters).  -ENOTSUP if not possible (then the data stays). */
+    int (*bdrv_make_empty)(BlockDriverState *bs);
+    /* qemu-img rebase / amend: record a new backing file name and format
+     * in the image header (NULLs: no backing file).  Only the header
+     * changes; the caller keeps bs->backing_file/backing_format in sync. */
+    int (*bdrv_change_backing_file)(BlockDriverState *bs,
+                                    const char *backing_file,
+                                    const char *backing_fmt);
+    /* qemu-img convert/measure -l: make a read-only node show the snapshot
+     * matching id and/or name (NULL: don't care) instead of the current
+     * state, until it is closed.  0, or -errno with errp set (-ENOENT and
+     * "Can't find snapshot" when there is none). */
+    int (*bdrv_snapshot_load_tmp)(BlockDriverState *bs, const char *id,
+                                  const char *name, Error **errp);
+    /* Options accepted by bdrv_amend_options (below), NULL-terminated:
+     * qemu-img amend checks -o against them and lists them for -o help. */
+    const struct CreateOptDesc *amend_opts;
+
     /* Internal snapshots, amend, measure, dirty bitmap persistence:
      * added by the modules that need them. */
-    int (*bdrv_snapshot_create)(BlockDriverState *bs, void *sn_info);
+    /* Internal snapshots (block/snapshot.h wraps them; called in a
+     * coroutine).  create: 0 or -errno.  goto/delete set errp on failure. */
+    int (*bdrv_snapshot_create)(BlockDriverState *bs,
+                                struct QBSnapshotInfo *sn_info);
+    int (*bdrv_snapshot_goto)(BlockDriverState *bs, const char *id_or_name,
+                              Error **errp);
+    int (*bdrv_snapshot_delete)(BlockDriverState *bs, const char *id,
+                                const char *name, Error **errp);
+    /* Returns the number of snapshots (*psn g_new'd) or -errno. */
+    int (*bdrv_snapshot_list)(BlockDriverState *bs,
+                              struct QBSnapshotInfo **psn);
+    /*
+     * qemu-img amend: change creation options (flat object of strings as
+     * parsed from -o) of an open image.  status_cb (may be NULL) reports
+     * progress.  0 or -errno with errp set.
+     */
+    int (*bdrv_amend_options)(BlockDriverState *bs, json_t *opts,
+                              void (*status_cb)(BlockDriverState *bs,
+                                                int64_t done, int64_t total,
+                                                void *opaque),
+                              void *cb_opaque, bool force, Error **errp);
 
     /* Persistent dirty bitmaps (qcow2). */
     bool (*bdrv_co_can_store_new_dirty_bitmap)(BlockDriverState *bs,

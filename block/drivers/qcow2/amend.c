@@ -171,7 +171,8 @@ static int check_request(BlockDriverState *bs, AmendRequest *r, Error **errp)
                              : !!(s->compatible_features &
                                   QCOW2_COMPAT_LAZY_REFCOUNTS);
 
-    if (version < 3 && order != 4) {
+    if (version < 3 && order != 4 && r->refcount_order >= 0 &&
+        r->refcount_order != s->refcount_order) {
         error_setg(errp, "Refcount widths other than 16 bits require "
                    "compatibility level 1.1 or above (use compat=1.1 or "
                    "greater)");
@@ -190,6 +191,12 @@ static int check_request(BlockDriverState *bs, AmendRequest *r, Error **errp)
         uint64_t incompat = s->incompatible_features &
                             ~(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT |
                               QCOW2_INCOMPAT_COMPRESSION);
+        /* QEMU refuses a downgrade of a non-16-bit image first (an explicit
+         * width change was refused above with its own message). */
+        if (order != 4) {
+            error_setg(errp, "compat=0.10 requires refcount_bits=16");
+            return -ENOTSUP;
+        }
         /* v2 snapshot entries cannot describe a different disk size or a
          * VM state of 4 GiB or more. */
         for (uint32_t i = 0; i < s->nb_snapshots; i++) {

@@ -273,48 +273,31 @@ static void check_oflag_copied(CheckState *cs, int fix)
     (void)l1_dirty;
 }
 
-int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
+/* Count every reference the metadata makes into cs->ref. */
+static int calculate_refcounts(CheckState *cs, int64_t file_len)
 {
-    BDRVQcow2State *s = bs->opaque;
-    CheckState cs = { .bs = bs, .s = s, .res = res };
-    int64_t file_len = bdrv_getlength(bs->file->bs);
-    int64_t highest = -1;
-    g_autoptr(GArray) rebuild = g_array_new(false, false, sizeof(int64_t));
+    BDRVQcow2State *s = cs->s;
+    BdrvCheckResult *res = cs->res;
     int ret;
 
-    if (file_len < 0) {
-        res->check_errors++;
-        return file_len;
-    }
-    /* Metadata must be on disk before it is walked from there. */
-    ret = qcow2_flush_caches(bs);
-    if (ret < 0) {
-        res->check_errors++;
-        return ret;
-    }
-    cs.nb_clusters = qcow2_size_to_clusters(s, file_len);
-    cs.ref = g_array_sized_new(false, true, sizeof(uint64_t), cs.nb_clusters);
-    g_array_set_size(cs.ref, cs.nb_clusters);
-    res->bfi.total_clusters = qcow2_size_to_clusters(s, s->hi.h.size);
-
-    inc_refs(&cs, 0, s->cluster_size);                       /* header */
-    ret = check_l1(&cs, s->hi.h.l1_table_offset, s->l1_size, s->l1_table,
+    inc_refs(cs, 0, s->cluster_size);                        /* header */
+    ret = check_l1(cs, s->hi.h.l1_table_offset, s->l1_size, s->l1_table,
                    true);
     if (ret < 0) {
-        goto out;
+        return ret;
     }
-    inc_refs(&cs, s->snapshots_offset, s->snapshots_size);
+    inc_refs(cs, s->snapshots_offset, s->snapshots_size);
     for (guint i = 0; s->snapshot_l1s && i + 1 < s->snapshot_l1s->len;
          i += 2) {
         uint64_t off = g_array_index(s->snapshot_l1s, uint64_t, i);
         uint64_t bytes = g_array_index(s->snapshot_l1s, uint64_t, i + 1);
-        ret = check_l1(&cs, off, bytes / 8, NULL, false);
+        ret = check_l1(cs, off, bytes / 8, NULL, false);
         if (ret < 0) {
-            goto out;
+            return ret;
         }
     }
-    count_bitmaps(&cs);
-    inc_refs(&cs, s->hi.h.refcount_table_offset,
+    count_bitmaps(cs);
+    inc_refs(cs, s->hi.h.refcount_table_offset,
              (int64_t)s->refcount_table_size * 8);
     for (uint32_t i = 0; i < s->refcount_table_size; i++) {
         uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
@@ -332,15 +315,38 @@ int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
             res->corruptions++;
             continue;
         }
-        inc_refs(&cs, rb, s->cluster_size);
+        inc_refs(cs, rb, s->cluster_size);
     }
+    return 0;
+}
 
-    /* Compare. */
-    int64_t n = MAX((int64_t)cs.ref->len, cs.nb_clusters);
+static uint64_t ref_at(CheckState *cs, int64_t i)
+{
+    return i < (int64_t)cs->ref->len ? g_array_index(cs->ref, uint64_t, i)
+                                     : 0;
+}
+
+/*
+ * One comparison pass of stored against computed refcounts (QEMU's texts).
+ * A referenced cluster with stored refcount 0 cannot be repaired in place:
+ * it sets *rebuild (the allocator may already have handed it out again).
+ * With fix, leaks (stored > computed) and errors (stored < computed) are
+ * corrected according to the fix mode.
+ */
+static void compare_refcounts(CheckState *cs, int fix, bool *rebuild,
+                              int64_t *highest)
+{
+    BlockDriverState *bs = cs->bs;
+    BDRVQcow2State *s = cs->s;
+    BdrvCheckResult *res = cs->res;
+    int64_t n = MAX((int64_t)cs->ref->len, cs->nb_clusters);
+
+    *highest = 0;
     for (int64_t i = 0; i < n; i++) {
-        uint64_t disk, want = i < (int64_t)cs.ref->len ?
-                              g_array_index(cs.ref, uint64_t, i) : 0;
-        ret = qcow2_get_refcount(bs, i, &disk);
+        uint64_t disk, want = ref_at(cs, i);
+        int *fixed = NULL;
+        int ret = qcow2_get_refcount(bs, i, &disk);
+
         if (ret < 0) {
             fprintf(stderr, "Can't get refcount for cluster %" PRId64 ": %s\n",
                     i, strerror(-ret));
@@ -348,21 +354,14 @@ int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
             continue;
         }
         if (disk || want) {
-            highest = i;
+            *highest = i;
         }
         if (disk == want) {
             continue;
         }
-        int *fixed = NULL;
-        if (disk == 0 && (fix & BDRV_FIX_ERRORS)) {
-            /* QEMU rebuilds the whole structure here; we repair in place
-             * after the scan, but report like it does. */
-            fprintf(stderr, "ERROR cluster %" PRId64 " refcount=%" PRIu64
-                    " reference=%" PRIu64 "\n", i, disk, want);
-            g_array_append_val(rebuild, i);
-            continue;
-        }
-        if (disk > want && (fix & BDRV_FIX_LEAKS)) {
+        if (disk == 0) {
+            *rebuild = true;
+        } else if (disk > want && (fix & BDRV_FIX_LEAKS)) {
             fixed = &res->leaks_fixed;
         } else if (disk < want && (fix & BDRV_FIX_ERRORS)) {
             fixed = &res->corruptions_fixed;
@@ -386,18 +385,263 @@ int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
             res->leaks++;
         }
     }
-    if (rebuild->len) {
-        fprintf(stderr, "Rebuilding refcount structure\n");
-        for (guint k = 0; k < rebuild->len; k++) {
-            int64_t i = g_array_index(rebuild, int64_t, k);
-            ret = qcow2_update_refcount(bs, i << s->cluster_bits, 1,
-                                        g_array_index(cs.ref, uint64_t, i),
-                                        QCOW2_DISCARD_NEVER);
-            if (ret < 0) {
-                res->corruptions++;
-            } else {
-                res->corruptions_fixed++;
+}
+
+/*
+ * First fit of count free clusters in the computed refcounts at or after
+ * *first_free (growing them past the end of the image if needed); marks
+ * them used and returns the byte offset.  *first_free moves to the first
+ * free cluster seen.
+ */
+static int64_t imrt_alloc(CheckState *cs, int64_t count, int64_t *first_free)
+{
+    int64_t cluster = *first_free, contiguous = 0;
+    bool first_gap = true;
+
+    for (; cluster < (int64_t)cs->ref->len && contiguous < count; cluster++) {
+        if (!g_array_index(cs->ref, uint64_t, cluster)) {
+            contiguous++;
+            if (first_gap) {
+                *first_free = cluster;
+                first_gap = false;
             }
+        } else {
+            contiguous = 0;
+        }
+    }
+    if (contiguous < count) {
+        int64_t need = cluster + count - contiguous;
+        if (need > (int64_t)cs->ref->len) {
+            g_array_set_size(cs->ref, need);
+        }
+    }
+    cluster -= contiguous;
+    for (int64_t i = 0; i < count; i++) {
+        g_array_index(cs->ref, uint64_t, cluster + i) = 1;
+    }
+    return cluster << cs->s->cluster_bits;
+}
+
+/*
+ * Write a refblock for every refblock-sized range of [first, end) that
+ * holds a used cluster, allocating it (in the computed refcounts) where
+ * the new reftable (*rt, host order) has none yet.  Returns 1 if the
+ * reftable had to grow, 0, or -errno.
+ */
+static int write_refblocks(CheckState *cs, int64_t first, int64_t end,
+                           GArray *rt)
+{
+    BDRVQcow2State *s = cs->s;
+    g_autofree void *block = g_malloc(s->cluster_size);
+    int64_t first_free = 0;
+    int grown = 0;
+
+    for (int64_t c = first; c < end; c++) {
+        if (!ref_at(cs, c)) {
+            continue;
+        }
+        int64_t idx = c >> s->refblock_bits;
+        int64_t start = idx << s->refblock_bits;
+        int64_t off;
+        int ret;
+
+        if (idx < (int64_t)rt->len && g_array_index(rt, uint64_t, idx)) {
+            off = g_array_index(rt, uint64_t, idx);
+        } else {
+            /* Never put a refblock into a range already written. */
+            if (first_free < start) {
+                first_free = start;
+            }
+            off = imrt_alloc(cs, 1, &first_free);
+            if ((off >> s->cluster_bits) >= end) {
+                end = (off >> s->cluster_bits) + 1;
+            }
+            if (idx >= (int64_t)rt->len) {
+                g_array_set_size(rt, QB_ALIGN_UP((uint64_t)(idx + 1) * 8,
+                                                 s->cluster_size) / 8);
+                grown = 1;
+            }
+            g_array_index(rt, uint64_t, idx) = off;
+        }
+        memset(block, 0, s->cluster_size);
+        for (int64_t k = 0; k < s->refblock_size; k++) {
+            uint64_t v = ref_at(cs, start + k);
+            if (v) {
+                qcow2_refcount_set_entry(block, s->refcount_order, k, v);
+            }
+        }
+        ret = qcow2_pre_write_overlap_check(cs->bs, 0, off, s->cluster_size);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = bdrv_pwrite(cs->bs->file, off, s->cluster_size, block, 0);
+        if (ret < 0) {
+            return ret;
+        }
+        c = start + s->refblock_size - 1;
+    }
+    return grown;
+}
+
+/*
+ * Replace the refcount structure by one built from the computed refcounts:
+ * refblocks in the first free clusters of the range each describes, then
+ * the reftable in the first free run (rewriting the refblocks that cover
+ * it, until the reftable stops growing), then the header fields.  The old
+ * structures are left behind as leaks for the caller's next pass.
+ */
+static int rebuild_refcount_structure(CheckState *cs)
+{
+    BlockDriverState *bs = cs->bs;
+    BDRVQcow2State *s = cs->s;
+    g_autoptr(GArray) rt = g_array_new(false, true, sizeof(uint64_t));
+    int64_t rt_off = -1, rt_clusters = 0;
+    int ret;
+
+    ret = qcow2_cache_empty(s->refcount_block_cache);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = write_refblocks(cs, 0, cs->ref->len, rt);
+    while (ret > 0) {
+        int64_t first_free = 0;
+        rt_clusters = qcow2_size_to_clusters(s, (uint64_t)rt->len * 8);
+        rt_off = imrt_alloc(cs, rt_clusters, &first_free);
+        ret = write_refblocks(cs, rt_off >> s->cluster_bits,
+                              (rt_off >> s->cluster_bits) + rt_clusters, rt);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    g_autofree uint64_t *be = g_new0(uint64_t, rt->len);
+    for (guint i = 0; i < rt->len; i++) {
+        be[i] = GUINT64_TO_BE(g_array_index(rt, uint64_t, i));
+    }
+    ret = qcow2_pre_write_overlap_check(bs, 0, rt_off, rt->len * 8);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = bdrv_pwrite(bs->file, rt_off, rt->len * 8, be, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    /* refcount_table_offset and refcount_table_clusters, in one write. */
+    uint8_t hdr[12];
+    uint64_t off_be = GUINT64_TO_BE((uint64_t)rt_off);
+    uint32_t cl_be = GUINT32_TO_BE((uint32_t)rt_clusters);
+    memcpy(hdr, &off_be, 8);
+    memcpy(hdr + 8, &cl_be, 4);
+    ret = bdrv_pwrite_sync(bs->file, 48, sizeof(hdr), hdr, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    s->hi.h.refcount_table_offset = rt_off;
+    s->hi.h.refcount_table_clusters = rt_clusters;
+    g_free(s->refcount_table);
+    s->refcount_table_size = rt->len;
+    s->refcount_table = (uint64_t *)g_array_free(g_steal_pointer(&rt), false);
+    s->free_cluster_index = 0;
+    return 0;
+}
+
+static void reset_refs(CheckState *cs, int64_t file_len)
+{
+    cs->nb_clusters = qcow2_size_to_clusters(cs->s, file_len);
+    g_array_set_size(cs->ref, 0);
+    g_array_set_size(cs->ref, cs->nb_clusters);
+}
+
+int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
+{
+    BDRVQcow2State *s = bs->opaque;
+    CheckState cs = { .bs = bs, .s = s, .res = res };
+    int64_t file_len = bdrv_getlength(bs->file->bs);
+    int64_t highest = 0;
+    bool rebuild = false;
+    BdrvCheckResult pre_compare;
+    int ret;
+
+    if (file_len < 0) {
+        res->check_errors++;
+        return file_len;
+    }
+    /* Metadata must be on disk before it is walked from there. */
+    ret = qcow2_flush_caches(bs);
+    if (ret < 0) {
+        res->check_errors++;
+        return ret;
+    }
+    cs.ref = g_array_new(false, true, sizeof(uint64_t));
+    reset_refs(&cs, file_len);
+    res->bfi.total_clusters = qcow2_size_to_clusters(s, s->hi.h.size);
+
+    ret = calculate_refcounts(&cs, file_len);
+    if (ret < 0) {
+        goto out;
+    }
+
+    /* As QEMU: a report-only pass first; repairs, if any, redo it. */
+    pre_compare = *res;
+    compare_refcounts(&cs, 0, &rebuild, &highest);
+
+    if (rebuild && (fix & BDRV_FIX_ERRORS)) {
+        BdrvCheckResult old = *res;
+        int fresh_leaks = 0;
+
+        fprintf(stderr, "Rebuilding refcount structure\n");
+        ret = rebuild_refcount_structure(&cs);
+        if (ret < 0) {
+            fprintf(stderr, "ERROR Could not rebuild refcount structure: "
+                    "%s\n", strerror(-ret));
+            res->check_errors++;
+            goto out;
+        }
+        res->corruptions = 0;
+        res->leaks = 0;
+        /* The references changed with the structure: count them again. */
+        rebuild = false;
+        file_len = bdrv_getlength(bs->file->bs);
+        if (file_len < 0) {
+            ret = file_len;
+            res->check_errors++;
+            goto out;
+        }
+        reset_refs(&cs, file_len);
+        ret = calculate_refcounts(&cs, file_len);
+        if (ret < 0) {
+            goto out;
+        }
+        if (fix & BDRV_FIX_LEAKS) {
+            /* The old structures are leaks now; whatever stays leaked was
+             * introduced by the rebuild itself. */
+            BdrvCheckResult saved = *res;
+            *res = (BdrvCheckResult){ 0 };
+            cs.res = res;
+            compare_refcounts(&cs, BDRV_FIX_LEAKS, &rebuild, &highest);
+            if (rebuild) {
+                fprintf(stderr, "ERROR rebuilt refcount structure is still "
+                        "broken\n");
+            }
+            fresh_leaks = res->leaks;
+            *res = saved;
+        }
+        if (res->corruptions < old.corruptions) {
+            res->corruptions_fixed += old.corruptions - res->corruptions;
+        }
+        if (res->leaks < old.leaks) {
+            res->leaks_fixed += old.leaks - res->leaks;
+        }
+        res->leaks += fresh_leaks;
+    } else if (fix) {
+        if (rebuild) {
+            fprintf(stderr, "ERROR need to rebuild refcount structures\n");
+            res->check_errors++;
+            ret = -EIO;
+            goto out;
+        }
+        if (res->leaks || res->corruptions) {
+            *res = pre_compare;
+            compare_refcounts(&cs, fix, &rebuild, &highest);
         }
     }
     check_oflag_copied(&cs, fix);
@@ -420,8 +664,8 @@ int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
             ret = ret < 0 ? ret : 0;
         }
     }
-out:
     res->image_end_offset = (highest + 1) << s->cluster_bits;
+out:
     g_array_free(cs.ref, true);
     return ret;
 }

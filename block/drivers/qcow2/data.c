@@ -642,8 +642,13 @@ static int zero_in_cluster(BlockDriverState *bs, int64_t cl, int64_t a,
     uint64_t *slice;
     int idx, ret;
 
-    ret = qcow2_get_l2_slice(bs, cl, true, &slice, &idx);
-    if (ret < 0) {
+    /* v2 (no zero flag, only reached without a backing file): an
+     * unallocated cluster reads as zero, so deallocate, as QEMU does; that
+     * never needs a new L2 table. */
+    bool v2 = s->hi.h.version < 3;
+
+    ret = qcow2_get_l2_slice(bs, cl, !v2, &slice, &idx);
+    if (ret < 0 || !slice) {
         return ret;
     }
     uint64_t entry = qcow2_l2_entry(s, slice, idx);
@@ -652,7 +657,8 @@ static int zero_in_cluster(BlockDriverState *bs, int64_t cl, int64_t a,
     bool compressed = entry & QCOW_OFLAG_COMPRESSED;
     bool whole = a == 0 && b == s->cluster_size;
     bool has = qcow2_entry_has_host(s, entry);
-    bool keep = has && (entry & QCOW_OFLAG_COPIED) && !(unmap && whole);
+    bool keep = has && (entry & QCOW_OFLAG_COPIED) && !(unmap && whole) &&
+                !v2;
     uint64_t new_entry, new_bitmap = 0;
 
     if (!whole && (compressed || (has && !(entry & QCOW_OFLAG_COPIED)))) {
@@ -660,7 +666,9 @@ static int zero_in_cluster(BlockDriverState *bs, int64_t cl, int64_t a,
         qcow2_cache_put(s->l2_table_cache, (void **)&slice);
         return write_cluster(bs, cl + a, b - a, NULL, 0, 0);
     }
-    if (!s->extended_l2) {
+    if (v2) {
+        new_entry = 0;
+    } else if (!s->extended_l2) {
         new_entry = (keep ? host | QCOW_OFLAG_COPIED : 0) | QCOW_OFLAG_ZERO;
     } else {
         uint64_t m = sc_range_mask(s, a, b);
@@ -691,7 +699,8 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs,
     if (s->broken) {
         return -ENOMEDIUM;   /* QEMU detaches the driver: "No medium" */
     }
-    if (s->hi.h.version < 3) {
+    if (s->hi.h.version < 3 && bs->backing) {
+        /* Deallocating would expose the backing file. */
         return -ENOTSUP;
     }
     co_mutex_lock(&s->lock);

@@ -940,6 +940,140 @@ static const char *const qcow2_mutable_opts[] = {
     NULL
 };
 
+/*
+ * qemu-img rebase/amend: new backing file name and format in the header
+ * (the format goes into the backing format extension).  A raw external
+ * data file must stay self-contained, so it cannot get a backing file.
+ */
+static int qcow2_change_backing_file(BlockDriverState *bs,
+                                     const char *backing_file,
+                                     const char *backing_fmt)
+{
+    BDRVQcow2State *s = bs->opaque;
+    char *old_file = s->hi.backing_file, *old_fmt = s->hi.backing_fmt;
+    int ret;
+
+    if (backing_file && s->data_file_raw) {
+        return -EINVAL;
+    }
+    if (backing_file && strlen(backing_file) > 1023) {
+        return -EINVAL;
+    }
+    s->hi.backing_file = backing_file ? g_strdup(backing_file) : NULL;
+    s->hi.backing_fmt = backing_file && backing_fmt ? g_strdup(backing_fmt)
+                                                    : NULL;
+    ret = qcow2_update_header(bs);
+    if (ret < 0) {
+        g_free(s->hi.backing_file);
+        g_free(s->hi.backing_fmt);
+        s->hi.backing_file = old_file;
+        s->hi.backing_fmt = old_fmt;
+        return ret;
+    }
+    g_free(old_file);
+    g_free(old_fmt);
+    return 0;
+}
+
+/*
+ * qemu-img commit: empty the image completely, as QEMU does for v3 images
+ * without snapshots, bitmaps or a data file: zero L1, a fresh refcount
+ * structure (reftable in cluster 1, its only refblock in cluster 2), the
+ * L1 table moved to cluster 3, and the file truncated behind it.  The
+ * dirty bit covers the window where refcounts and metadata disagree.
+ * Other images: -ENOTSUP (the caller keeps the data).
+ */
+static int qcow2_make_empty(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t l1_bytes = (uint64_t)s->l1_size * 8;
+    int64_t l1_clusters = qcow2_size_to_clusters(s, l1_bytes);
+    uint8_t fields[20];
+    uint64_t v64;
+    uint32_t v32;
+    int64_t off;
+    int ret;
+
+    if (s->hi.h.version < 3 || s->nb_snapshots || s->hi.nb_bitmaps ||
+        s->hi.has_bitmaps_ext || qcow2_has_data_file(s) ||
+        3 + l1_clusters > s->refblock_size) {
+        return -ENOTSUP;
+    }
+    ret = qcow2_flush_caches(bs);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_cache_empty(s->l2_table_cache);
+    if (ret == 0) {
+        ret = qcow2_cache_empty(s->refcount_block_cache);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_mark_dirty(bs);
+    if (ret < 0) {
+        return ret;
+    }
+    g_autofree uint8_t *zero = g_malloc0((2 + l1_clusters) * s->cluster_size);
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_L1_UPDATE);
+    ret = bdrv_pwrite(bs->file, s->hi.h.l1_table_offset, l1_bytes, zero, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = bdrv_pwrite(bs->file, s->cluster_size,
+                      (2 + l1_clusters) * s->cluster_size, zero, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    memset(s->l1_table, 0, l1_bytes);
+
+    /* l1_table_offset, refcount_table_offset, refcount_table_clusters. */
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_REFTABLE_UPDATE);
+    v64 = GUINT64_TO_BE(3 * (uint64_t)s->cluster_size);
+    memcpy(fields, &v64, 8);
+    v64 = GUINT64_TO_BE((uint64_t)s->cluster_size);
+    memcpy(fields + 8, &v64, 8);
+    v32 = GUINT32_TO_BE(1);
+    memcpy(fields + 16, &v32, 4);
+    ret = bdrv_pwrite_sync(bs->file, 40, sizeof(fields), fields, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    s->hi.h.l1_table_offset = 3 * (uint64_t)s->cluster_size;
+    s->hi.h.refcount_table_offset = s->cluster_size;
+    s->hi.h.refcount_table_clusters = 1;
+    g_free(s->refcount_table);
+    s->refcount_table_size = s->cluster_size / 8;
+    s->refcount_table = g_new0(uint64_t, s->refcount_table_size);
+
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC);
+    v64 = GUINT64_TO_BE(2 * (uint64_t)s->cluster_size);
+    ret = bdrv_pwrite_sync(bs->file, s->cluster_size, 8, &v64, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    s->refcount_table[0] = 2 * (uint64_t)s->cluster_size;
+    s->free_cluster_index = 0;
+    /* Refcounts for header, reftable, refblock and the L1 table. */
+    off = qcow2_alloc_clusters(bs, 3 * (uint64_t)s->cluster_size + l1_bytes);
+    if (off < 0) {
+        return off;
+    }
+    if (off != 0) {
+        return -EIO;
+    }
+    ret = qcow2_flush_caches(bs);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_mark_clean(bs);
+    if (ret < 0) {
+        return ret;
+    }
+    return bdrv_truncate(bs->file, (3 + l1_clusters) * s->cluster_size,
+                         false, PREALLOC_MODE_OFF, 0, NULL);
+}
+
 static const char *const qcow2_strong_runtime_opts[] = {
     "data-file", NULL
 };
@@ -987,6 +1121,8 @@ BlockDriver bdrv_qcow2 = {
     .bdrv_snapshot_delete = qcow2_snapshot_delete,
     .bdrv_snapshot_list = qcow2_snapshot_list,
     .bdrv_amend_options = qcow2_amend_options,
+    .bdrv_change_backing_file = qcow2_change_backing_file,
+    .bdrv_make_empty = qcow2_make_empty,
     .bdrv_co_can_store_new_dirty_bitmap = qcow2_co_can_store_new_dirty_bitmap,
     .bdrv_co_remove_persistent_dirty_bitmap =
         qcow2_co_remove_persistent_dirty_bitmap,

@@ -49,57 +49,14 @@ MEM_LIMIT = 1 << 30
 # Known failures in other people's code: case name -> where the bug is.
 # A failing case listed here counts as an expected failure (the suite stays
 # green); one that starts passing is reported as XPASS so it can be removed.
-EXPECTED_FAIL = {
-    # (Fixed: bitmap.c handle_stale_extension freed a garbage pointer on a
-    # read-write open of a bitmaps extension without the autoclear bit;
-    # reproducer corpus/bitmaps-ext-without-autoclear.qcow2.gz.)
-    # (Fixed: snapshot.c rebuild_l1_list dereferenced s->snapshots == NULL
-    # at open of any image with an internal snapshot; reproducer
-    # corpus/snapshot-rebuild-l1-list-segv.qcow2.gz.  Keys of the form
-    # '@BASE' mark every case of one base image, as was needed then.)
-    # check.c inc_refs: a refcount-table entry far beyond EOF passes the
-    # "nb_clusters + 2^20" test after the (guint) cast truncates `last`, so
-    # the GArray is indexed out of bounds (SIGSEGV) or sized to 32 GiB.
-    'random-1-00013': 'block/drivers/qcow2/check.c inc_refs',
-    'random-1-00033': 'block/drivers/qcow2/check.c inc_refs',
-    'random-1-00035': 'block/drivers/qcow2/check.c inc_refs',
-    'corpus-check-inc-refs-huge-alloc': 'block/drivers/qcow2/check.c '
-                                        'inc_refs',
-    'corpus-check-inc-refs-oob-1': 'block/drivers/qcow2/check.c inc_refs',
-    'corpus-check-inc-refs-oob-2': 'block/drivers/qcow2/check.c inc_refs',
-    # check.c qcow2_co_check_impl (fix) -> refcount.c qcow2_update_refcount:
-    # a refcount-table entry below one cluster (masks to offset 0) is used
-    # as a refcount block during `check -r all`: assertion `offset != 0` in
-    # cache.c cache_do_get (SIGABRT).
-    'reftable-entry-tiny': 'block/drivers/qcow2/refcount.c '
-                           'qcow2_update_refcount (from check.c repair)',
-    'corpus-repair-reftable-entry-below-cluster':
-        'block/drivers/qcow2/refcount.c qcow2_update_refcount (from check.c '
-        'repair)',
-}
-
-# Random mutations (seed 1) that only the --slow run (600 mutations) reaches;
-# all are the check.c bugs above, found by gdb backtraces:
-# inc_refs indexing cs->ref out of bounds / sizing it to GiBs (SIGSEGV,
-# GLib allocation abort) ...
-for _n in (
-    'random-1-00058', 'random-1-00094', 'random-1-00158', 'random-1-00191',
-    'random-1-00211', 'random-1-00214', 'random-1-00227', 'random-1-00235',
-    'random-1-00265', 'random-1-00277', 'random-1-00283', 'random-1-00302',
-    'random-1-00304', 'random-1-00334', 'random-1-00347', 'random-1-00354',
-    'random-1-00390', 'random-1-00421', 'random-1-00431', 'random-1-00447',
-    'random-1-00477', 'random-1-00496', 'random-1-00497',
-    'random-1-00518', 'random-1-00556', 'random-1-00557',
-):
-    EXPECTED_FAIL[_n] = 'block/drivers/qcow2/check.c inc_refs'
-# ... and the heap corruption it causes surfacing as "munmap_chunk(): invalid
-# pointer" at g_array_free(cs.ref) in qcow2_co_check_impl (SIGABRT).
-for _n in (
-    'random-1-00224', 'random-1-00258', 'random-1-00404', 'random-1-00506',
-    'random-1-00594',
-):
-    EXPECTED_FAIL[_n] = ('block/drivers/qcow2/check.c inc_refs (heap '
-                         'corruption seen in qcow2_co_check_impl)')
+# Known bugs in the code under test: case name -> file and function at fault.
+# A listed case that passes is reported as XPASS (remove it then).
+# History (all fixed, reproducers kept in corpus/ as regression cases):
+# bitmap.c handle_stale_extension freed a garbage pointer; snapshot.c
+# rebuild_l1_list dereferenced NULL; check.c inc_refs indexed its GArray
+# with a negative cluster index from a corrupt refcount-table offset;
+# check -r all used a refcount-table entry below one cluster as a block.
+EXPECTED_FAIL = {}
 
 BITMAPS_MAGIC = 0x23852875
 

@@ -10,10 +10,6 @@ secs=${2:-10}
 shift 2 2>/dev/null || shift $#
 src=$(cd "$(dirname "$0")/../.." && pwd)
 targets=${*:-"fuzz-qcow2-header fuzz-qcow2-bitmaps fuzz-keyval fuzz-qmp-input fuzz-qcow2-image"}
-# check.c inc_refs has a known heap overflow (tests/fuzz/crashers/README.md);
-# leave the check out of fuzz-qcow2-image unless asked to include it.
-QBLOCK_FUZZ_SKIP_CHECK=${QBLOCK_FUZZ_SKIP_CHECK:-1}
-export QBLOCK_FUZZ_SKIP_CHECK
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 failed=0
 for t in $targets; do

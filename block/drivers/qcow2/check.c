@@ -27,6 +27,15 @@ static void inc_refs(CheckState *cs, int64_t offset, int64_t size)
     if (size <= 0) {
         return;
     }
+    /* Offsets come straight from (possibly corrupt) tables: a negative or
+     * overflowing region must be a corruption, never an array index. */
+    if (offset < 0 || offset > INT64_MAX - size) {
+        fprintf(stderr, "ERROR: counting reference for region exceeding the "
+                "end of the file by one cluster or more: offset %#" PRIx64
+                " size %#" PRIx64 "\n", offset, size);
+        cs->res->corruptions++;
+        return;
+    }
     int64_t first = offset >> s->cluster_bits;
     int64_t last = (offset + size - 1) >> s->cluster_bits;
     if (last >= cs->nb_clusters + (INT64_C(1) << 20)) {
@@ -36,7 +45,7 @@ static void inc_refs(CheckState *cs, int64_t offset, int64_t size)
         cs->res->corruptions++;
         return;
     }
-    if ((guint)last >= cs->ref->len) {
+    if (last >= (int64_t)cs->ref->len) {
         g_array_set_size(cs->ref, last + 1);
     }
     for (int64_t i = first; i <= last; i++) {

@@ -8,18 +8,31 @@
  * poll for the AioContext's GSource (obtained through a private
  * GMainContext), so it becomes readable exactly when aio_poll has work.
  *
- * Invariant: qb->in_flight counts requests submitted through qb whose user
- * callback has not run yet; qblock_close() polls until it is zero.
+ * QMP runs through the monitor's dispatcher (monitor_execute_request), so
+ * replies and errors are byte for byte the daemon's; events reach the
+ * embedder through the monitor's event sink.
+ *
+ * Invariants: qb->in_flight counts requests submitted through qb whose
+ * user callback has not run yet; qblock_close() polls until it is zero.
+ * open_handles lists every QBlock not closed yet (qblock_shutdown closes
+ * them before the nodes go away).
  */
 #include "qblock/qblock.h"
 #include "block/block-int.h"
 #include "block/block-backend.h"
+#include "block/job.h"
 #include "block/options.h"
+#include "block/qmp/qmp-internal.h"
+#include "monitor/monitor.h"
+#include "util/json-qemu.h"
+#include "qapi-commands.h"
 
 struct QBlock {
     BlockBackend *blk;
     unsigned in_flight;
 };
+
+static GList *open_handles;
 
 struct QBlockError {
     char *msg;
@@ -53,6 +66,11 @@ int qblock_init(QBlockError **errp)
         qblock_initialized = true;
         bdrv_register_builtin_drivers();
         qb_get_aio_context();
+        /* A program that also runs monitors may have set its own table. */
+        if (!monitor_get_command_table()) {
+            monitor_set_command_table(qmp_commands);
+        }
+        monitor_events_init();
     }
     return 0;
 }
@@ -178,6 +196,7 @@ static QBlock *open_common(const char *filename, json_t *options, int flags,
     }
     qb = g_new0(QBlock, 1);
     qb->blk = blk;
+    open_handles = g_list_prepend(open_handles, qb);
     return qb;
 }
 
@@ -228,7 +247,179 @@ void qblock_close(QBlock *qb)
         blk_flush(qb->blk);
     }
     blk_unref(qb->blk);
+    open_handles = g_list_remove(open_handles, qb);
     g_free(qb);
+}
+
+QBlock *qblock_open_node(const char *node_name, int flags, QBlockError **errp)
+{
+    Error *err = NULL;
+    BlockDriverState *bs;
+    BlockBackend *blk;
+    uint64_t perm = BLK_PERM_CONSISTENT_READ;
+    QBlock *qb;
+
+    if (!check_init(errp)) {
+        return NULL;
+    }
+    bs = node_name ? bdrv_find_node(node_name) : NULL;
+    if (!bs) {
+        error_setg(&err, "Cannot find node-name=%s",
+                   node_name ? node_name : "");
+        set_error(errp, err);
+        return NULL;
+    }
+    if (flags & QBLOCK_OPEN_RDWR) {
+        if (bdrv_is_read_only(bs)) {
+            error_setg(&err, "Node '%s' is read only", node_name);
+            set_error(errp, err);
+            return NULL;
+        }
+        perm |= BLK_PERM_WRITE;
+    }
+    /* Like the tools' handles: take what we use, let others share all. */
+    blk = blk_new(qb_get_aio_context(), perm, BLK_PERM_ALL);
+    if (blk_insert_bs(blk, bs, &err) < 0) {
+        blk_unref(blk);
+        set_error(errp, err);
+        return NULL;
+    }
+    qb = g_new0(QBlock, 1);
+    qb->blk = blk;
+    open_handles = g_list_prepend(open_handles, qb);
+    return qb;
+}
+
+/* ---- QMP ---- */
+
+typedef struct ParsedInput {
+    json_t *value;      /* the first text, if it parsed */
+    Error *err;         /* the first text's parse error */
+    unsigned texts;
+} ParsedInput;
+
+static void parsed_text(void *opaque, json_t *value, Error *err)
+{
+    ParsedInput *in = opaque;
+
+    if (in->texts++ == 0) {
+        in->value = value;
+        in->err = err;
+    } else {
+        json_decref(value);
+        error_free(err);
+    }
+}
+
+/* Reply object -> text for the caller; 0 for success, -1 for an error
+ * reply (then *errp carries it too). */
+static int finish_reply(json_t *rsp, char **reply, QBlockError **errp)
+{
+    json_t *e = rsp ? json_object_get(rsp, "error") : NULL;
+
+    if (reply) {
+        *reply = rsp ? qemu_json_to_compact(rsp) : NULL;
+    }
+    if (e && errp && !*errp) {
+        QBlockError *qe = g_new0(QBlockError, 1);
+
+        qe->msg = g_strdup(json_string_value(json_object_get(e, "desc")));
+        qe->cls = g_strdup(json_string_value(json_object_get(e, "class")));
+        *errp = qe;
+    }
+    json_decref(rsp);
+    return e ? -1 : 0;
+}
+
+/* An error reply built here for input the stream framing cannot judge. */
+static json_t *error_reply(const char *desc)
+{
+    return json_pack("{s:{s:s,s:s}}", "error", "class", "GenericError",
+                     "desc", desc);
+}
+
+int qblock_qmp_execute(const char *json_command, char **reply,
+                       QBlockError **errp)
+{
+    ParsedInput in = { 0 };
+    JsonStream *js;
+    json_t *rsp;
+
+    if (reply) {
+        *reply = NULL;
+    }
+    if (!check_init(errp)) {
+        return -1;
+    }
+    if (!json_command) {
+        set_error_msg(errp, "json_command must not be NULL");
+        return -1;
+    }
+    /* The monitor's own framing and parser, so parse errors read the
+     * same; the line end finishes a bare token as it would on a socket. */
+    js = json_stream_new(parsed_text, &in);
+    json_stream_feed(js, json_command, strlen(json_command));
+    json_stream_feed(js, "\n", 1);
+    json_stream_free(js);
+
+    if (in.texts == 0) {
+        rsp = error_reply("JSON parse error, premature end of input");
+    } else if (in.texts > 1) {
+        rsp = error_reply("QMP input must be a single JSON text");
+    } else if (in.err) {
+        rsp = error_reply(error_get_pretty(in.err));
+    } else {
+        /* The command may raise events: they go to the handler first. */
+        rsp = monitor_execute_request(in.value);
+    }
+    json_decref(in.value);
+    error_free(in.err);
+    return finish_reply(rsp, reply, errp);
+}
+
+static struct {
+    QBlockEventFunc *cb;
+    void *opaque;
+} event_handler;
+
+static void event_to_handler(json_t *event, void *opaque)
+{
+    g_autofree char *text = qemu_json_to_compact(event);
+
+    event_handler.cb(text, event_handler.opaque);
+}
+
+void qblock_qmp_set_event_handler(QBlockEventFunc *cb, void *opaque)
+{
+    event_handler.cb = cb;
+    event_handler.opaque = opaque;
+    monitor_set_event_sink(cb ? event_to_handler : NULL, NULL);
+}
+
+void qblock_free(void *ptr)
+{
+    g_free(ptr);
+}
+
+bool qblock_shutdown_requested(void)
+{
+    return qb_shutdown_requested();
+}
+
+void qblock_shutdown(void)
+{
+    if (!qblock_initialized) {
+        return;
+    }
+    /* Handles first: they are users of nodes QMP may also hold. */
+    while (open_handles) {
+        qblock_close(open_handles->data);
+    }
+    /* The daemon's exit order: exports, then jobs, then the nodes (closing
+     * a qcow2 node stores its persistent bitmaps). */
+    qmp_block_exports_close_all();
+    job_cancel_sync_all();
+    bdrv_close_all();
 }
 
 int64_t qblock_get_length(QBlock *qb)

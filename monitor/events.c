@@ -7,6 +7,15 @@
  */
 #include "monitor/monitor.h"
 
+static MonitorEventSink *event_sink;
+static void *event_sink_opaque;
+
+void monitor_set_event_sink(MonitorEventSink *fn, void *opaque)
+{
+    event_sink = fn;
+    event_sink_opaque = opaque;
+}
+
 static void send_one(Monitor *mon, void *opaque)
 {
     monitor_send_json(mon, opaque);
@@ -25,6 +34,9 @@ void monitor_emit_event(const char *name, json_t *data)
     json_object_set_new(ev, "event", json_string(name));
     if (data) {
         json_object_set_new(ev, "data", data);
+    }
+    if (event_sink) {
+        event_sink(ev, event_sink_opaque);
     }
     monitor_foreach_negotiated(send_one, ev);
     json_decref(ev);

@@ -158,7 +158,8 @@ void monitor_foreach_negotiated(void (*fn)(Monitor *mon, void *opaque),
 
 /* ---- requests ---- */
 
-static void send_reply(Monitor *mon, json_t *ret, Error *err, json_t *id)
+/* The reply object for ret (or err; both are consumed), "id" echoed. */
+static json_t *build_reply(json_t *ret, Error *err, json_t *id)
 {
     json_t *rsp = json_object();
 
@@ -176,6 +177,13 @@ static void send_reply(Monitor *mon, json_t *ret, Error *err, json_t *id)
     if (id) {
         json_object_set(rsp, "id", id);
     }
+    return rsp;
+}
+
+static void send_reply(Monitor *mon, json_t *ret, Error *err, json_t *id)
+{
+    json_t *rsp = build_reply(ret, err, id);
+
     monitor_send_json(mon, rsp);
     json_decref(rsp);
 }
@@ -186,7 +194,7 @@ static bool handle_capabilities(Monitor *mon, json_t *args, Error **errp)
     json_t *val;
     bool oob = false;
 
-    if (mon->negotiated) {
+    if (mon && mon->negotiated) {
         error_set(errp, ERROR_CLASS_COMMAND_NOT_FOUND,
                   "Capabilities negotiation is already complete, command "
                   "ignored");
@@ -212,19 +220,29 @@ static bool handle_capabilities(Monitor *mon, json_t *args, Error **errp)
                 return false;
             }
             if (strcmp(json_string_value(cap), "oob")) {
-                error_setg(errp, "Parameter 'enable[%zu]' does not accept "
-                           "value '%s'", i, json_string_value(cap));
+                /* QEMU names an enum inside a list 'null' (see
+                 * qapi/qapi-visit-core.c), unlike a type error. */
+                error_setg(errp, "Parameter 'null' does not accept "
+                           "value '%s'", json_string_value(cap));
                 return false;
             }
             oob = true;
         }
     }
-    mon->oob = oob;
-    mon->negotiated = true;
+    if (mon) {
+        mon->oob = oob;
+        mon->negotiated = true;
+    }
     return true;
 }
 
-void monitor_handle_request(Monitor *mon, json_t *req)
+/*
+ * Check the envelope of req and run it; returns the reply object, or NULL
+ * for a command that sends no success response.  mon NULL is an in-process
+ * caller (monitor_execute_request): it counts as negotiated without OOB,
+ * and qmp_capabilities only checks its arguments.
+ */
+static json_t *handle_request(Monitor *mon, json_t *req)
 {
     const char *key, *name = NULL;
     json_t *val, *args = NULL, *id = NULL, *ret = NULL;
@@ -234,8 +252,7 @@ void monitor_handle_request(Monitor *mon, json_t *req)
 
     if (!json_is_object(req)) {
         error_setg(&err, "QMP input must be a JSON object");
-        send_reply(mon, NULL, err, NULL);
-        return;
+        return build_reply(NULL, err, NULL);
     }
     id = json_object_get(req, "id");
     json_object_foreach(req, key, val) {
@@ -268,7 +285,7 @@ void monitor_handle_request(Monitor *mon, json_t *req)
         error_setg(&err, "QMP input lacks member 'execute'");
         goto out;
     }
-    if (oob && !mon->oob) {
+    if (oob && !(mon && mon->oob)) {
         error_setg(&err, "QMP input member 'exec-oob' is unexpected");
         goto out;
     }
@@ -281,7 +298,7 @@ void monitor_handle_request(Monitor *mon, json_t *req)
         }
         goto out;
     }
-    if (!mon->negotiated) {
+    if (mon && !mon->negotiated) {
         error_set(&err, ERROR_CLASS_COMMAND_NOT_FOUND,
                   "Expecting capabilities negotiation with "
                   "'qmp_capabilities'");
@@ -310,7 +327,7 @@ void monitor_handle_request(Monitor *mon, json_t *req)
     cur_mon = NULL;
     if (!err && (cmd->options & QCO_NO_SUCCESS_RESP)) {
         json_decref(ret);
-        return;
+        return NULL;
     }
     if (err) {
         json_decref(ret);
@@ -318,7 +335,28 @@ void monitor_handle_request(Monitor *mon, json_t *req)
     }
 
 out:
-    send_reply(mon, ret, err, id);
+    return build_reply(ret, err, id);
+}
+
+void monitor_handle_request(Monitor *mon, json_t *req)
+{
+    json_t *rsp = handle_request(mon, req);
+
+    if (rsp) {
+        monitor_send_json(mon, rsp);
+        json_decref(rsp);
+    }
+}
+
+json_t *monitor_execute_request(json_t *req)
+{
+    Monitor *saved = cur_mon;
+    json_t *rsp = handle_request(NULL, req);
+
+    /* An embedder may call this from inside an event raised by a command
+     * a monitor runs: keep that monitor current afterwards. */
+    cur_mon = saved;
+    return rsp;
 }
 
 static void monitor_stream_emit(void *opaque, json_t *value, Error *err)

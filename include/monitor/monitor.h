@@ -74,6 +74,14 @@ void monitor_cleanup_all(void);
 Monitor *monitor_cur(void);
 /* Handle one parsed request on mon (exposed for tests and fuzzing). */
 void monitor_handle_request(Monitor *mon, json_t *req);
+/*
+ * Run one parsed request for an in-process caller (libqblock's
+ * qblock_qmp_execute) with the same checks, dispatch and error texts as a
+ * monitor; the caller counts as having negotiated capabilities (no OOB).
+ * Returns the reply object (new reference), NULL for a command without a
+ * success response.
+ */
+json_t *monitor_execute_request(json_t *req);
 
 /* ---- events (monitor/events.c) ---- */
 
@@ -82,6 +90,11 @@ void monitor_handle_request(Monitor *mon, json_t *req);
 void monitor_emit_event(const char *name, json_t *data);
 /* Install monitor_emit_event as the QAPI event hook. */
 void monitor_events_init(void);
+/* An in-process receiver of every event (libqblock's event handler):
+ * called with the timestamped event object before the monitors get it.
+ * NULL fn removes it. */
+typedef void MonitorEventSink(json_t *event, void *opaque);
+void monitor_set_event_sink(MonitorEventSink *fn, void *opaque);
 /* Internal: queue a JSON text on one monitor. */
 void monitor_send_json(Monitor *mon, json_t *obj);
 /* Internal: call fn for every monitor that completed negotiation. */

@@ -25,9 +25,17 @@
  *   'x.qcow2': No such file or directory").  I/O functions return -errno;
  *   qblock_strerror() turns that into text.
  *
- * QMP: running QMP commands in-process (blockdev-add, bitmaps,
- * transactions) will be offered as qblock_qmp_execute() once the QMP
- * dispatcher is part of the library; it is not declared here until then.
+ * QMP: qblock_qmp_execute() runs QMP commands in-process (blockdev-add,
+ * bitmaps, transactions, jobs, exports: the command set of
+ * qblock-storage-daemon) and returns the reply text the daemon's monitor
+ * would send; qblock_qmp_set_event_handler() receives the events.  Nodes
+ * added over QMP can be used for I/O through qblock_open_node().
+ * qblock_shutdown() closes everything.  See docs/embedding.md.
+ *
+ * Threads: every function must be called from the thread that called
+ * qblock_init() (the one that runs qblock_poll()); callbacks (I/O
+ * completions, events) run on that thread, from inside qblock_poll() or
+ * from inside the call that caused them.
  *
  * Stability: functions and constants in this header keep their meaning
  * across releases; new ones may be added.
@@ -167,6 +175,86 @@ bool qblock_poll(bool blocking);
  */
 int qblock_get_fd(void);
 int qblock_prepare_wait(void);
+
+/*
+ * Open a handle on a node that already exists, e.g. one added with the QMP
+ * command blockdev-add: node_name is its "node-name".  The handle is a new
+ * user of the node (a BlockBackend on it): I/O through it goes through the
+ * node's whole graph, so dirty bitmaps on the node see the writes.  flags:
+ * QBLOCK_OPEN_RDWR for writing (the node must be writable; other flags are
+ * ignored: the node's options were fixed by whoever opened it).  The node
+ * stays open after qblock_close() of the handle if QMP still holds it
+ * (blockdev-del removes it once no handle uses it).
+ * NULL with *errp on failure.
+ */
+QBlock *qblock_open_node(const char *node_name, int flags, QBlockError **errp);
+
+/*
+ * QMP in-process.
+ *
+ * qblock_qmp_execute() runs one QMP command given as a JSON text, e.g.
+ *   {"execute": "blockdev-add", "arguments": {...}, "id": 1}
+ * through the same dispatcher, argument checks and error texts as
+ * qblock-storage-daemon's monitor (QEMU 7.2 compatible).  No capabilities
+ * negotiation is needed: the caller starts in command mode (sending
+ * qmp_capabilities anyway just returns {"return": {}}); out-of-band
+ * execution (exec-oob) is not available.  The command runs to completion
+ * before the call returns; long-running work (jobs) continues from
+ * qblock_poll().
+ *
+ * On return *reply (if reply is not NULL) holds the reply exactly as the
+ * daemon would send it, minus the line end: compact JSON in QEMU's key
+ * order, e.g. {"return": {}} or
+ * {"id": 1, "error": {"class": "GenericError", "desc": "..."}} ("id" is
+ * echoed as in QEMU).  Free it with qblock_free() (or free()).  *reply is
+ * NULL when there is no reply text (a command that sends no success
+ * response, or a call that could not run at all).
+ *
+ * Returns 0 when the command succeeded, -1 when it failed: then *errp (if
+ * errp is not NULL) holds the error's desc and class as well.  Malformed
+ * input gets the daemon's error replies ("JSON parse error, ...", "QMP
+ * input must be a JSON object", ...); two input cases the daemon cannot
+ * see on a stream have their own texts: no complete JSON text in the
+ * string ("JSON parse error, premature end of input") and more than one
+ * ("QMP input must be a single JSON text").
+ *
+ * Do not call qblock_qmp_execute() from inside an event handler.
+ */
+int qblock_qmp_execute(const char *json_command, char **reply,
+                       QBlockError **errp);
+
+/*
+ * Event callback: event_json is one event as the daemon would send it
+ * (compact JSON, QEMU's key order, with timestamp), e.g.
+ *   {"timestamp": {"seconds": 1700000000, "microseconds": 5},
+ *    "event": "JOB_STATUS_CHANGE",
+ *    "data": {"status": "created", "id": "job0"}}
+ * It is valid only during the call.  Events raised while a command runs
+ * are delivered during qblock_qmp_execute(), before it returns the reply
+ * (the daemon's order); others (job progress) during qblock_poll().
+ */
+typedef void QBlockEventFunc(const char *event_json, void *opaque);
+
+/* Install (cb NULL: remove) the single event handler. */
+void qblock_qmp_set_event_handler(QBlockEventFunc *cb, void *opaque);
+
+/* Frees memory the library returned (QMP reply texts); NULL is fine. */
+void qblock_free(void *ptr);
+
+/* True once the QMP command "quit" ran; the embedder then decides when to
+ * call qblock_shutdown(). */
+bool qblock_shutdown_requested(void);
+
+/*
+ * Close everything, as qblock-storage-daemon does on exit: every handle
+ * still open (their QBlock pointers become invalid), block exports, jobs
+ * (cancelled and waited for) and every node added over QMP.  Closing a
+ * qcow2 node stores its persistent dirty bitmaps and marks the image
+ * clean, so afterwards the image files are consistent and unlocked.  The
+ * library stays initialised and usable (the event handler stays
+ * installed).
+ */
+void qblock_shutdown(void);
 
 /* Text for a negative errno from an I/O function. */
 const char *qblock_strerror(int ret);

@@ -28,6 +28,10 @@
 
 static GList *drivers;      /* BlockDriver*, registration order */
 static GList *all_nodes;    /* BlockDriverState*, creation order */
+/* Named nodes in the order their names were assigned (after a format
+ * node's file child was opened), which is query-named-block-nodes' order
+ * (reversed) as in QEMU. */
+static GList *named_nodes;
 static unsigned auto_name_counter;
 
 /* ---------------------------------------------------------------------- */
@@ -228,6 +232,8 @@ int bdrv_assign_node_name(BlockDriverState *bs, const char *node_name,
         return -EINVAL;
     }
     g_strlcpy(bs->node_name, node_name, sizeof(bs->node_name));
+    named_nodes = g_list_remove(named_nodes, bs);
+    named_nodes = g_list_append(named_nodes, bs);
     return 0;
 }
 
@@ -259,8 +265,8 @@ GList *bdrv_named_nodes_list(void)
 {
     GList *res = NULL;
 
-    /* all_nodes is oldest first; prepending gives newest first. */
-    for (GList *l = all_nodes; l; l = l->next) {
+    /* named_nodes is oldest first; prepending gives newest first. */
+    for (GList *l = named_nodes; l; l = l->next) {
         BlockDriverState *bs = l->data;
         if (bs->node_name[0]) {
             res = g_list_prepend(res, bs);
@@ -1084,6 +1090,7 @@ void bdrv_unref(BlockDriverState *bs)
     bdrv_close(bs);
     g_assert(bs->refcnt == 1);
     all_nodes = g_list_remove(all_nodes, bs);
+    named_nodes = g_list_remove(named_nodes, bs);
     bs->in_graph = false;
     g_free(bs);
 }

@@ -156,6 +156,12 @@ static BlockReopenQueue *queue_child(BlockReopenQueue *q, BlockDriverState *bs,
         json_t *copts = NULL;
         bool ckeep = keep_old_opts;
 
+        /* As QEMU (inherits_from): only children created implicitly with
+         * this parent are reopened along with it; a node added on its own
+         * by blockdev-add keeps its flags and must be listed itself. */
+        if (c->bs->monitor_owned) {
+            continue;
+        }
         if (json_is_string(val)) {
             if (strcmp(json_string_value(val), c->bs->node_name)) {
                 continue;   /* replaced in prepare, not reopened */

@@ -232,6 +232,43 @@ static int run_create(BlockDriver *drv, const char *filename, json_t *opts,
     return c.ret;
 }
 
+/*
+ * Without a size, qemu-img takes the backing image's virtual size; the
+ * backing name is relative to the new image's directory.  The backing
+ * file's own backing chain is not opened.
+ */
+static int64_t backing_image_size(const char *filename, const char *base,
+                                  const char *base_fmt, Error **errp)
+{
+    g_autofree char *dir = g_path_get_dirname(filename);
+    g_autofree char *path = g_path_is_absolute(base) ?
+        g_strdup(base) : g_build_filename(dir, base, NULL);
+    json_t *options = json_object();
+    BlockBackend *blk;
+    int64_t size;
+
+    if (!strcmp(dir, ".") && !g_path_is_absolute(base)) {
+        g_free(path);
+        path = g_strdup(base);
+    }
+    if (base_fmt) {
+        json_object_set_new(options, "driver", json_string(base_fmt));
+    }
+    blk = blk_new_open(path, NULL, options, BDRV_O_NO_BACKING, errp);
+    if (!blk) {
+        error_append_hint(errp, "Could not open backing image.\n");
+        return -1;
+    }
+    size = blk_getlength(blk);
+    blk_unref(blk);
+    if (size < 0) {
+        error_setg_errno(errp, -size, "Could not get size of backing "
+                         "image");
+        return -1;
+    }
+    return size;
+}
+
 int img_create(int argc, char **argv)
 {
     static const struct option long_options[] = {
@@ -374,6 +411,15 @@ int img_create(int argc, char **argv)
         if (base_fmt) {
             json_object_set_new(opts, "backing_fmt", json_string(base_fmt));
         }
+    }
+    if (!json_object_get(opts, "size") && base_filename) {
+        int64_t bsize = backing_image_size(filename, base_filename, base_fmt,
+                                           &err);
+
+        if (bsize < 0) {
+            goto fail;
+        }
+        json_object_set_new(opts, "size", json_integer(bsize));
     }
     if (!json_object_get(opts, "size")) {
         error_setg(&err, "Image creation needs a size parameter");

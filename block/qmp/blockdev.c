@@ -11,6 +11,7 @@
  * (which also checks them against the schema).
  */
 #include "block/qmp/qmp-internal.h"
+#include "block/snapshot.h"
 #include "block/graph.h"
 
 /* ---- blockdev-add / blockdev-del ---- */
@@ -58,6 +59,19 @@ void qmp_blockdev_del(const char *node_name, Error **errp)
     if (has_non_node_parent(bs)) {
         error_setg(errp, "Node %s is in use", node_name);
         return;
+    }
+    /* QEMU's op blocker: a backing child may not be deleted while its
+     * overlay uses it, checked before ownership and references. */
+    for (GList *l = bs->parents; l; l = l->next) {
+        BdrvChild *c = l->data;
+
+        if (c->klass->parent_is_bds && !strcmp(c->name, "backing")) {
+            BlockDriverState *parent = c->opaque;
+
+            error_setg(errp, "Node '%s' is busy: node is used as backing "
+                       "hd of '%s'", bs->node_name, parent->node_name);
+            return;
+        }
     }
     if (!bs->monitor_owned) {
         error_setg(errp, "Node %s is not owned by the monitor",
@@ -123,6 +137,20 @@ static json_t *image_info(BlockDriverState *bs, bool flat, int depth,
                                 json_string(bs->backing_format));
         }
     }
+    {
+        /* Internal snapshots, only when there are some (as qemu-img). */
+        g_autofree QBSnapshotInfo *sn = NULL;
+        int n = bdrv_snapshot_list(bs, &sn);
+
+        if (n > 0) {
+            json_t *arr = json_array();
+
+            for (int i = 0; i < n; i++) {
+                json_array_append_new(arr, bdrv_snapshot_info_json(&sn[i]));
+            }
+            json_object_set_new(info, "snapshots", arr);
+        }
+    }
     backing = bs->backing ? bs->backing->bs : NULL;
     if (!flat && backing && depth < 1000) {
         json_t *bi = image_info(backing, flat, depth + 1, errp);
@@ -162,11 +190,17 @@ static json_t *block_device_info(BlockDriverState *bs, bool flat,
     json_object_set_new(info, "node-name", json_string(bs->node_name));
     json_object_set_new(info, "ro", json_boolean(bdrv_is_read_only(bs)));
     json_object_set_new(info, "drv", json_string(bdrv_get_format_name(bs)));
-    if (bs->backing_file[0]) {
+    /* QEMU names the attached backing node by its filename (a json: name
+     * when its options were overridden); without a backing node (backing
+     * null, or detached by reopen) the member is absent even if the
+     * header names a backing file (image.backing-filename still shows). */
+    if (bs->backing) {
+        bdrv_refresh_filename(bs->backing->bs);
         json_object_set_new(info, "backing_file",
-                            json_string(bs->backing_file));
+                            json_string(bs->backing->bs->filename));
     }
-    for (BlockDriverState *b = bs->backing ? bs->backing->bs : NULL;
+    /* Counted along image.backing-image, which flat omits. */
+    for (BlockDriverState *b = bs->backing && !flat ? bs->backing->bs : NULL;
          b && depth < 100000; b = b->backing ? b->backing->bs : NULL) {
         depth++;
     }

@@ -246,9 +246,11 @@ void qmp_block_export_add(BlockExportOptions *arg, Error **errp)
         return;
     }
 
+    /* The NBD export announces the size once, so others may not resize
+     * the node under it (QEMU 7.2 unshares resize the same way). */
     blk = blk_new(qb_get_aio_context(),
                   BLK_PERM_CONSISTENT_READ | (writable ? BLK_PERM_WRITE : 0),
-                  BLK_PERM_ALL);
+                  BLK_PERM_ALL & ~BLK_PERM_RESIZE);
     if (blk_insert_bs(blk, bs, errp) < 0) {
         blk_unref(blk);
         return;

@@ -58,6 +58,10 @@ bool qmp_bitmap_enable_action(BlockDirtyBitmap *a, bool enable,
 bool qmp_bitmap_merge_action(BlockDirtyBitmapMerge *a, Transaction *tran,
                              Error **errp);
 
+/* blockdev-snapshot-internal-sync as a transaction action (snapshot.c). */
+bool qmp_snapshot_internal_action(BlockdevSnapshotInternal *a,
+                                  Transaction *tran, Error **errp);
+
 /* Remove every block export and stop the NBD server (daemon exit). */
 void qmp_block_exports_close_all(void);
 

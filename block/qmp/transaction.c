@@ -66,6 +66,13 @@ static bool prepare_bitmap_merge(TransactionAction *act, Transaction *tran,
                                    tran, errp);
 }
 
+static bool prepare_snapshot_internal(TransactionAction *act,
+                                      Transaction *tran, Error **errp)
+{
+    return qmp_snapshot_internal_action(
+        act->u.blockdev_snapshot_internal_sync.data, tran, errp);
+}
+
 typedef struct ActionInfo {
     TransactionActionKind kind;
     ActionPrepare *prepare;
@@ -83,6 +90,8 @@ static const ActionInfo actions[] = {
     { TRANSACTION_ACTION_KIND_BLOCK_DIRTY_BITMAP_DISABLE,
       prepare_bitmap_disable },
     { TRANSACTION_ACTION_KIND_BLOCK_DIRTY_BITMAP_MERGE, prepare_bitmap_merge },
+    { TRANSACTION_ACTION_KIND_BLOCKDEV_SNAPSHOT_INTERNAL_SYNC,
+      prepare_snapshot_internal },
 };
 
 static const ActionInfo *find_action(TransactionActionKind kind)

@@ -159,7 +159,7 @@ static void test_negotiation(void)
     client_send(c, "{\"execute\": \"qmp_capabilities\", "
                 "\"arguments\": {\"enable\": [\"bogus\"]}}");
     expect_line(c, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
-                "\"Parameter 'enable[0]' does not accept value 'bogus'\"}}");
+                "\"Parameter 'null' does not accept value 'bogus'\"}}");
     client_send(c, "{\"execute\": \"qmp_capabilities\", "
                 "\"arguments\": {\"enable\": [\"oob\"]}, \"id\": 7}");
     expect_line(c, "{\"return\": {}, \"id\": 7}");

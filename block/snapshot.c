@@ -8,6 +8,7 @@
 #include "block/snapshot.h"
 #include "util/coroutine.h"
 #include "util/aio.h"
+#include "block/dirty-bitmap.h"
 
 /* The node whose driver implements op, following bs->file as QEMU's
  * bdrv_snapshot_fallback does for drivers without snapshot support. */
@@ -92,6 +93,23 @@ int bdrv_snapshot_create(BlockDriverState *bs, QBSnapshotInfo *sn)
     return c.ret;
 }
 
+/* Does bs carry a named (user-visible) dirty bitmap? */
+static bool has_named_bitmaps(BlockDriverState *bs)
+{
+    for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
+         bm = bdrv_dirty_bitmap_next(bm)) {
+        if (bdrv_dirty_bitmap_name(bm)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Applying a snapshot rewrites the disk contents behind every bitmap's
+ * back, so QEMU 7.2 refuses it while the node has any named bitmap,
+ * enabled or not (observed with qemu-img snapshot -a; iotest 370).
+ */
 int bdrv_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
                        Error **errp)
 {
@@ -102,6 +120,10 @@ int bdrv_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
     if (!n) {
         error_setg(errp, "Block driver does not support snapshots");
         return -ENOTSUP;
+    }
+    if (has_named_bitmaps(bs) || has_named_bitmaps(n)) {
+        error_setg(errp, "Device has active dirty bitmaps");
+        return -EBUSY;
     }
     snap_run(&c);
     return c.ret;

@@ -55,7 +55,38 @@ typedef struct ImgBitmapAction {
     const char *src;        /* --merge */
 } ImgBitmapAction;
 
-/* The qblock extension: an inconsistent bitmap becomes usable, all dirty. */
+/* Was bitmap NAME recording when it was last stored, i.e. does its
+ * on-disk entry carry the "auto" flag?  (Read as qemu-img info does.) */
+static bool stored_enabled(BlockDriverState *bs, const char *name)
+{
+    json_t *info = bdrv_get_specific_info(bs, NULL);
+    json_t *data = info ? json_object_get(info, "data") : NULL;
+    json_t *list = json_object_get(data ? data : info, "bitmaps");
+    json_t *bm, *flag;
+    size_t i, j;
+    bool enabled = false;
+
+    json_array_foreach(list, i, bm) {
+        const char *n = json_string_value(json_object_get(bm, "name"));
+        if (!n || strcmp(n, name) != 0) {
+            continue;
+        }
+        json_array_foreach(json_object_get(bm, "flags"), j, flag) {
+            if (g_strcmp0(json_string_value(flag), "auto") == 0) {
+                enabled = true;
+            }
+        }
+    }
+    json_decref(info);
+    return enabled;
+}
+
+/*
+ * The qblock extension: an inconsistent bitmap becomes usable, all dirty.
+ * Loading it disabled it (inconsistent bitmaps never record); it records
+ * again if its on-disk entry says it did, or later writes would be missed
+ * by the next incremental backup (regression test: iotest 364).
+ */
 static void repair_inconsistent(BlockDriverState *bs, const char *name,
                                 Error **errp)
 {
@@ -74,6 +105,9 @@ static void repair_inconsistent(BlockDriverState *bs, const char *name,
         return;
     }
     bdrv_dirty_bitmap_repair_inconsistent(bm);
+    if (stored_enabled(bs, name)) {
+        bdrv_enable_dirty_bitmap(bm);
+    }
 }
 
 static void merge(BlockDriverState *bs, const char *dst,

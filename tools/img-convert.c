@@ -576,8 +576,20 @@ static int convert_do_copy(ConvertState *s)
 /* Formats that keep persistent dirty bitmaps (qcow2). */
 static bool supports_persistent_bitmaps(BlockDriverState *bs)
 {
+    json_t *info;
+    bool v2;
+
     bs = img_skip_filters(bs);
-    return bs && bs->drv && bs->drv->bdrv_co_can_store_new_dirty_bitmap;
+    if (!bs || !bs->drv || !bs->drv->bdrv_co_can_store_new_dirty_bitmap) {
+        return false;
+    }
+    /* qcow2 v2 (compat=0.10) cannot store bitmaps: QEMU 7.2 says so up
+     * front, before anything is copied (iotest 376). */
+    info = bdrv_get_specific_info(bs, NULL);
+    v2 = g_strcmp0(json_string_value(json_object_get(
+             json_object_get(info, "data"), "compat")), "0.10") == 0;
+    json_decref(info);
+    return !v2;
 }
 
 /* --bitmaps: refuse sources that cannot be copied from before anything is

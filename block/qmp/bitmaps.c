@@ -44,6 +44,7 @@ typedef struct PersistCo {
     const char *name;
     uint32_t granularity;
     bool remove;
+    bool resync;
     int ret;
     bool done;
     Error *err;
@@ -57,6 +58,8 @@ static void coroutine_fn persist_co_entry(void *opaque)
     if (p->remove) {
         p->ret = drv->bdrv_co_remove_persistent_dirty_bitmap(p->bs, p->name,
                                                              &p->err);
+    } else if (p->resync) {
+        p->ret = drv->bdrv_co_resync_persistent_dirty_bitmaps(p->bs, &p->err);
     } else {
         p->ret = drv->bdrv_co_can_store_new_dirty_bitmap(p->bs, p->name,
                                                          p->granularity,
@@ -169,27 +172,69 @@ bool qmp_bitmap_add_action(BlockDirtyBitmapAdd *a, Transaction *tran,
 /*
  * Prepare deletes the stored copy at once and keeps the RAM bitmap, busy
  * and not to be stored, so its name stays reserved (background.md §3).
- * Abort makes it usable again; it is written back at the next store.
+ * Abort makes it usable again and, unlike QEMU 7.2 (which only stores it
+ * at close), writes it back to the image at once through the driver, so a
+ * crash after the abort cannot lose it silently (bitmaps issue; test 358).
+ * Abort cannot fail: if the write-back fails it is only reported, and the
+ * bitmap is stored at close as in QEMU.
  */
+typedef struct RemoveState {
+    BdrvDirtyBitmap *bitmap;
+    bool was_stored;        /* prepare deleted an entry from the image */
+} RemoveState;
+
+/* Does the image hold a stored bitmap NAME?  Read as qemu-img info does,
+ * from the driver's format-specific information. */
+static bool stored_in_image(BlockDriverState *bs, const char *name)
+{
+    json_t *info = bdrv_get_specific_info(bs, NULL);
+    json_t *data = info ? json_object_get(info, "data") : NULL;
+    json_t *list = json_object_get(data ? data : info, "bitmaps");
+    json_t *bm;
+    size_t i;
+    bool found = false;
+
+    json_array_foreach(list, i, bm) {
+        const char *n = json_string_value(json_object_get(bm, "name"));
+        if (n && strcmp(n, name) == 0) {
+            found = true;
+        }
+    }
+    json_decref(info);
+    return found;
+}
+
 static void remove_commit(void *opaque)
 {
-    BdrvDirtyBitmap *bitmap = opaque;
+    RemoveState *r = opaque;
 
-    bdrv_dirty_bitmap_set_busy(bitmap, false);
-    bdrv_release_dirty_bitmap(bitmap);
+    bdrv_dirty_bitmap_set_busy(r->bitmap, false);
+    bdrv_release_dirty_bitmap(r->bitmap);
 }
 
 static void remove_abort(void *opaque)
 {
-    BdrvDirtyBitmap *bitmap = opaque;
+    RemoveState *r = opaque;
+    BlockDriverState *bs = bdrv_dirty_bitmap_bs(r->bitmap);
+    PersistCo p = { .bs = bs, .resync = true };
+    Error *err = NULL;
 
-    bdrv_dirty_bitmap_skip_store(bitmap, false);
-    bdrv_dirty_bitmap_set_busy(bitmap, false);
+    bdrv_dirty_bitmap_skip_store(r->bitmap, false);
+    bdrv_dirty_bitmap_set_busy(r->bitmap, false);
+    if (r->was_stored && bs->drv &&
+        bs->drv->bdrv_co_resync_persistent_dirty_bitmaps &&
+        run_persist_hook(&p, &err) < 0) {
+        error_report("Could not write back bitmap '%s' of node '%s': %s",
+                     bdrv_dirty_bitmap_name(r->bitmap), bs->node_name,
+                     error_get_pretty(err));
+        error_free(err);
+    }
 }
 
 static const TransactionActionDrv remove_drv = {
     .commit = remove_commit,
     .abort = remove_abort,
+    .clean = g_free,
 };
 
 bool qmp_bitmap_remove_action(BlockDirtyBitmap *a, Transaction *tran,
@@ -197,6 +242,8 @@ bool qmp_bitmap_remove_action(BlockDirtyBitmap *a, Transaction *tran,
 {
     BlockDriverState *bs;
     BdrvDirtyBitmap *bitmap = qmp_lookup_bitmap(a->node, a->name, &bs, errp);
+    RemoveState *r;
+    bool was_stored = false;
 
     if (!bitmap) {
         return false;
@@ -205,13 +252,18 @@ bool qmp_bitmap_remove_action(BlockDirtyBitmap *a, Transaction *tran,
                                 errp)) {
         return false;
     }
-    if (bdrv_dirty_bitmap_get_persistent(bitmap) &&
-        !remove_persistent_bitmap(bs, a->name, errp)) {
-        return false;
+    if (bdrv_dirty_bitmap_get_persistent(bitmap)) {
+        was_stored = stored_in_image(bs, a->name);
+        if (!remove_persistent_bitmap(bs, a->name, errp)) {
+            return false;
+        }
     }
     bdrv_dirty_bitmap_skip_store(bitmap, true);
     bdrv_dirty_bitmap_set_busy(bitmap, true);
-    tran_add(tran, &remove_drv, bitmap);
+    r = g_new0(RemoveState, 1);
+    r->bitmap = bitmap;
+    r->was_stored = was_stored;
+    tran_add(tran, &remove_drv, r);
     return true;
 }
 

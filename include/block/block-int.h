@@ -340,6 +340,11 @@ struct BlockDriver {
     int (*bdrv_co_remove_persistent_dirty_bitmap)(BlockDriverState *bs,
                                                   const char *name,
                                                   Error **errp);
+    /* Write every storable persistent bitmap to the image now and keep
+     * them loaded, writable and marked in use on disk (used when an
+     * aborted transaction gives back a removed bitmap).  0 or -errno. */
+    int (*bdrv_co_resync_persistent_dirty_bitmaps)(BlockDriverState *bs,
+                                                   Error **errp);
 
     /* Options accepted at runtime, for reopen: options not listed here
      * cannot change ("Cannot change the option 'X'"). */

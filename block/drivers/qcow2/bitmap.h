@@ -77,6 +77,9 @@ int qcow2_reopen_bitmaps_ro(BlockDriverState *bs, Error **errp);
 /* Reopen ro -> rw (and activation), after commit: in_use on disk, bitmaps
  * writable again (§5.5). */
 int qcow2_reopen_bitmaps_rw(BlockDriverState *bs, Error **errp);
+/* bitmap-resync.c: store all bitmaps now, keep them in use (H23). */
+int coroutine_fn qcow2_co_resync_persistent_dirty_bitmaps(BlockDriverState *bs,
+                                                          Error **errp);
 /* May the image be resized?  (§5.6) */
 int qcow2_truncate_bitmaps_check(BlockDriverState *bs, Error **errp);
 /* Driver hooks for block-dirty-bitmap-add persistent=true / -remove. */

@@ -1126,6 +1126,8 @@ BlockDriver bdrv_qcow2 = {
     .bdrv_co_can_store_new_dirty_bitmap = qcow2_co_can_store_new_dirty_bitmap,
     .bdrv_co_remove_persistent_dirty_bitmap =
         qcow2_co_remove_persistent_dirty_bitmap,
+    .bdrv_co_resync_persistent_dirty_bitmaps =
+        qcow2_co_resync_persistent_dirty_bitmaps,
     .mutable_opts = qcow2_mutable_opts,
     .strong_runtime_opts = qcow2_strong_runtime_opts,
     .supported_write_flags = 0,

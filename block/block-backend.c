@@ -10,8 +10,10 @@
  *  1. blk->in_flight counts requests that entered the backend and have not
  *     yet run their completion (aio callbacks included); requests parked
  *     while drained are not counted, so a drain can finish while they wait.
- *  2. An aio completion callback runs from a bottom half in the backend's
- *     AioContext, never before the submitting blk_aio_* call returned.
+ *  2. An aio completion callback runs in the backend's AioContext, never
+ *     before the submitting blk_aio_* call returned: from a bottom half,
+ *     or (blk_set_aio_direct_completion, for callbacks that never wait)
+ *     directly from the request's coroutine if it finished after that.
  *  3. blk->root is an edge made by bdrv_root_attach_child and holds one
  *     reference on the node; it is released with bdrv_root_unref_child.
  */
@@ -25,6 +27,7 @@ struct BlockBackend {
     AioContext *ctx;
     uint64_t perm, shared_perm;
     bool allow_write_beyond_eof;
+    bool aio_direct_completion;   /* see blk_set_aio_direct_completion */
     bool enable_write_cache;
 
     unsigned int in_flight;
@@ -41,6 +44,7 @@ struct BlockAIOCB {
     IOVector *qiov;
     BdrvRequestFlags flags;
     int ret;
+    bool has_returned;    /* blk_aio_start has returned to its caller */
 };
 
 enum { AIO_READ, AIO_WRITE, AIO_ZEROES, AIO_DISCARD, AIO_FLUSH };
@@ -299,6 +303,11 @@ void blk_get_perm(BlockBackend *blk, uint64_t *perm, uint64_t *shared_perm)
 {
     *perm = blk->perm;
     *shared_perm = blk->shared_perm;
+}
+
+void blk_set_aio_direct_completion(BlockBackend *blk, bool on)
+{
+    blk->aio_direct_completion = on;
 }
 
 void blk_set_allow_write_beyond_eof(BlockBackend *blk, bool allow)
@@ -730,8 +739,20 @@ static void coroutine_fn blk_aio_entry(void *opaque)
         acb->ret = blk_do_flush(blk);
         break;
     }
-    /* Always complete from a BH (invariant 2). */
-    aio_bh_schedule_oneshot(blk->ctx, blk_aio_complete_bh, acb);
+    /* Invariant 2.  A callback run right here (opt-in, as QEMU always
+     * does) usually issues the next request, which then joins the current
+     * batch of the I/O engine instead of waiting for another event-loop
+     * iteration (docs/design/io-path.md).  Off by default: a callback that
+     * waits (closes the handle, does synchronous I/O) would wait inside
+     * this coroutine, where the completions it waits for cannot run. */
+    if (blk->aio_direct_completion && acb->has_returned && blk->refcnt > 1 &&
+        qb_get_current_aio_context() == blk->ctx) {
+        /* (refcnt > 1: dropping the last reference, which closes the
+         * node and drains, is left to the BH, outside any coroutine.) */
+        blk_aio_complete_bh(acb);
+    } else {
+        aio_bh_schedule_oneshot(blk->ctx, blk_aio_complete_bh, acb);
+    }
 }
 
 static BlockAIOCB *blk_aio_start(BlockBackend *blk, int type, int64_t offset,
@@ -749,7 +770,17 @@ static BlockAIOCB *blk_aio_start(BlockBackend *blk, int type, int64_t offset,
     blk_ref(blk);
     blk_inc_in_flight(blk);
     co = coroutine_create(blk_aio_entry, acb);
-    aio_co_enter(blk->ctx, co);
+    if (blk->ctx == qb_get_current_aio_context()) {
+        /* The coroutine runs in this thread, here until it first yields,
+         * so nothing else reads has_returned meanwhile.  (If it already
+         * finished, its BH is pending and acb still valid.) */
+        aio_co_enter(blk->ctx, co);
+        acb->has_returned = true;
+    } else {
+        /* Another thread runs it and may already be done with acb: it
+         * always completes through the BH. */
+        aio_co_enter(blk->ctx, co);
+    }
     return acb;
 }
 

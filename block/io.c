@@ -191,7 +191,15 @@ static void tracked_request_begin(BdrvTrackedRequest *req,
         .co = in_coroutine() ? coroutine_self() : NULL,
     };
     co_queue_init(&req->wait_queue);
-    bs->tracked_requests = g_list_prepend(bs->tracked_requests, req);
+    /* Linked through the request's own node: no allocation per request.
+     * Readers see an ordinary GList of BdrvTrackedRequest*. */
+    req->link.data = req;
+    req->link.prev = NULL;
+    req->link.next = bs->tracked_requests;
+    if (bs->tracked_requests) {
+        bs->tracked_requests->prev = &req->link;
+    }
+    bs->tracked_requests = &req->link;
 }
 
 static void tracked_request_end(BdrvTrackedRequest *req)
@@ -201,7 +209,8 @@ static void tracked_request_end(BdrvTrackedRequest *req)
     if (req->serialising) {
         bs->serialising_in_flight--;
     }
-    bs->tracked_requests = g_list_remove(bs->tracked_requests, req);
+    bs->tracked_requests = g_list_remove_link(bs->tracked_requests,
+                                              &req->link);
     co_queue_restart_all(&req->wait_queue);
 }
 
@@ -344,9 +353,15 @@ static int coroutine_fn aligned_preadv(BlockDriverState *bs, int64_t offset,
     while (done < readable) {
         int64_t num = MIN(readable - done, chunk);
         IOVector slice;
-        qiov_init_slice(&slice, qiov, qiov_offset + done, num);
-        ret = driver_preadv(bs, offset + done, num, &slice, flags);
-        qiov_destroy(&slice);
+        if (qiov_offset + done == 0 && (size_t)num == qiov->size) {
+            /* The common case: the whole vector in one go, no copy of the
+             * iovec array (saves an allocation per request and layer). */
+            ret = driver_preadv(bs, offset, num, qiov, flags);
+        } else {
+            qiov_init_slice(&slice, qiov, qiov_offset + done, num);
+            ret = driver_preadv(bs, offset + done, num, &slice, flags);
+            qiov_destroy(&slice);
+        }
         if (ret < 0) {
             return ret;
         }
@@ -473,23 +488,38 @@ static int coroutine_fn aligned_pwritev(BlockDriverState *bs, int64_t offset,
         }
     }
 
+    /* Debug events are raised on bs itself, as QEMU does, so a blkdebug
+     * node sees its own writes (pwritev*, pwritev_rmw_*). */
     if (flags & BDRV_REQ_ZERO_WRITE) {
+        bdrv_debug_event(bs, BLKDBG_EV_PWRITEV_ZERO);
         ret = do_pwrite_zeroes(bs, offset, bytes, flags);
     } else if (flags & BDRV_REQ_WRITE_COMPRESSED) {
         ret = driver_pwritev(bs, offset, bytes, qiov, flags);
     } else {
         int64_t chunk = max_chunk(bs), done = 0;
+        bdrv_debug_event(bs, BLKDBG_EV_PWRITEV);
         while (done < bytes && ret == 0) {
             int64_t num = MIN(bytes - done, chunk);
             IOVector slice;
-            qiov_init_slice(&slice, qiov, done, num);
-            ret = driver_pwritev(bs, offset + done, num, &slice, flags);
-            qiov_destroy(&slice);
+            if (done == 0 && (size_t)num == qiov->size) {
+                ret = driver_pwritev(bs, offset, num, qiov, flags);
+            } else {
+                qiov_init_slice(&slice, qiov, done, num);
+                ret = driver_pwritev(bs, offset + done, num, &slice, flags);
+                qiov_destroy(&slice);
+            }
             done += num;
         }
     }
+    bdrv_debug_event(bs, BLKDBG_EV_PWRITEV_DONE);
     if (ret == 0) {
         write_req_finish(bs, offset, bytes, true);
+    } else {
+        /* A failed write may have changed part of the range, so the next
+         * flush must reach the disk: QEMU bumps write_gen either way (a
+         * qcow2 image closed after a failed metadata write reports its
+         * cache flush failing under a still-active blkdebug rule). */
+        bs->write_gen++;
     }
     return ret;
 }
@@ -518,7 +548,9 @@ static int coroutine_fn rmw_pwritev(BdrvTrackedRequest *req,
     if (head) {
         head_buf = qb_memalign(mem_align(bs), align);
         qiov_init_buf(&q, head_buf, align);
+        bdrv_debug_event(bs, BLKDBG_EV_PWRITEV_RMW_HEAD);
         ret = aligned_preadv(bs, start, align, &q, 0, 0);
+        bdrv_debug_event(bs, BLKDBG_EV_PWRITEV_RMW_AFTER_HEAD);
         if (ret < 0) {
             goto out;
         }
@@ -529,7 +561,9 @@ static int coroutine_fn rmw_pwritev(BdrvTrackedRequest *req,
         } else {
             tail_buf = qb_memalign(mem_align(bs), align);
             qiov_init_buf(&q, tail_buf, align);
+            bdrv_debug_event(bs, BLKDBG_EV_PWRITEV_RMW_TAIL);
             ret = aligned_preadv(bs, end - align, align, &q, 0, 0);
+            bdrv_debug_event(bs, BLKDBG_EV_PWRITEV_RMW_AFTER_TAIL);
             if (ret < 0) {
                 goto out;
             }
@@ -860,11 +894,17 @@ int coroutine_fn bdrv_co_flush(BlockDriverState *bs)
         ret = bs->drv->bdrv_co_flush(bs);
         goto out;
     }
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_FLUSH_TO_OS);
     if (bs->drv->bdrv_co_flush_to_os) {
         ret = bs->drv->bdrv_co_flush_to_os(bs);
         if (ret < 0) {
             goto out;
         }
+    }
+    if (!(bs->open_flags & BDRV_O_NO_FLUSH) && bs->flushed_gen != gen) {
+        /* Raised whether or not the driver itself flushes (qcow2 doesn't),
+         * as QEMU does. */
+        BLKDBG_EVENT(bs->file, BLKDBG_EV_FLUSH_TO_DISK);
     }
     if (!(bs->open_flags & BDRV_O_NO_FLUSH) && bs->flushed_gen != gen &&
         bs->drv->bdrv_co_flush_to_disk) {

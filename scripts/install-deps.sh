@@ -5,7 +5,8 @@
 set -e
 PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
       libglib2.0-dev libaio-dev liburing-dev libjansson-dev zlib1g-dev libzstd-dev \
-      python3 qemu-utils qemu-system-common libnbd-bin fio libgnutls28-dev"
+      python3 qemu-utils qemu-system-common libnbd-bin fio libgnutls28-dev time \
+      gnutls-bin"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

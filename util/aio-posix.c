@@ -131,7 +131,13 @@ static int aio_epoll_wait(AioContext *ctx, struct epoll_event *events,
                                  INT_MAX));
 }
 
-bool aio_dispatch_fds(AioContext *ctx, int64_t timeout_ns)
+/* Wait, then (if blocking_ref) drop this poller's notify_me reference
+ * before running any handler: from here on nothing sleeps in this poll, so
+ * work that the handlers schedule (BHs, submissions) need not kick the
+ * eventfd.  Keeping the reference across dispatch cost one write(2) per
+ * completed request plus a read(2) and an extra epoll_wait per batch. */
+static bool aio_wait_and_dispatch(AioContext *ctx, int64_t timeout_ns,
+                                  bool blocking_ref)
 {
     struct epoll_event events[AIO_MAX_EVENTS];
     bool progress = false;
@@ -140,6 +146,12 @@ bool aio_dispatch_fds(AioContext *ctx, int64_t timeout_ns)
     do {
         n = aio_epoll_wait(ctx, events, timeout_ns);
     } while (n < 0 && errno == EINTR && timeout_ns == 0);
+    if (blocking_ref) {
+        __atomic_fetch_sub(&ctx->notify_me, 2, __ATOMIC_SEQ_CST);
+    }
+    /* The wake-up has been consumed; a notify that comes during the
+     * dispatch below sets it again, so the next poll will not sleep. */
+    __atomic_store_n(&ctx->notified, 0, __ATOMIC_SEQ_CST);
     for (int i = 0; i < n; i++) {
         int fd = events[i].data.fd;
         uint32_t ev = events[i].events;
@@ -165,6 +177,11 @@ bool aio_dispatch_fds(AioContext *ctx, int64_t timeout_ns)
     return progress;
 }
 
+bool aio_dispatch_fds(AioContext *ctx, int64_t timeout_ns)
+{
+    return aio_wait_and_dispatch(ctx, timeout_ns, false);
+}
+
 bool aio_poll(AioContext *ctx, bool blocking)
 {
     AioContext *saved = qb_get_thread_aio_context();
@@ -181,11 +198,7 @@ bool aio_poll(AioContext *ctx, bool blocking)
         timeout_ns = kicked || aio_bh_pending(ctx) ? 0
                                                    : aio_timers_deadline_ns(ctx);
     }
-    progress = aio_dispatch_fds(ctx, timeout_ns);
-    __atomic_store_n(&ctx->notified, 0, __ATOMIC_SEQ_CST);
-    if (blocking) {
-        __atomic_fetch_sub(&ctx->notify_me, 2, __ATOMIC_SEQ_CST);
-    }
+    progress = aio_wait_and_dispatch(ctx, timeout_ns, blocking);
     progress |= aio_bh_poll(ctx);
     progress |= aio_timers_run(ctx);
 

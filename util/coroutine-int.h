@@ -31,6 +31,8 @@ struct Coroutine {
     /* Coroutines woken by this one in its own thread: entered right after
      * this one yields, so a wake-up never nests one stack inside another. */
     GQueue wakeup;
+    /* Next coroutine in the thread's pool of finished ones (coroutine.c). */
+    struct Coroutine *pool_next;
 
     /* Machine state: saved stack pointer (asm switch) or jmp_buf. */
     void *sp;

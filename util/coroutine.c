@@ -87,23 +87,32 @@ static void coroutine_free(Coroutine *co)
     g_free(co);
 }
 
+/* Finished coroutines of one thread, linked through ->pool_next (LIFO: the
+ * most recently used stack is the warmest), so taking one from the pool or
+ * giving one back allocates nothing. */
+typedef struct CoPool {
+    Coroutine *head;
+    unsigned length;
+} CoPool;
+
 static void pool_destroy(gpointer data)
 {
-    GQueue *pool = data;
-    Coroutine *co;
+    CoPool *pool = data;
 
-    while ((co = g_queue_pop_head(pool))) {
+    while (pool->head) {
+        Coroutine *co = pool->head;
+        pool->head = co->pool_next;
         coroutine_free(co);
     }
-    g_queue_free(pool);
+    g_free(pool);
 }
 
-static GQueue *thread_pool_queue(void)
+static CoPool *thread_pool_queue(void)
 {
-    GQueue *pool = g_private_get(&pool_key);
+    CoPool *pool = g_private_get(&pool_key);
 
     if (!pool) {
-        pool = g_queue_new();
+        pool = g_new0(CoPool, 1);
         g_private_set(&pool_key, pool);
     }
     return pool;
@@ -296,10 +305,14 @@ static Coroutine *coroutine_alloc(void)
 
 Coroutine *coroutine_create(CoroutineEntry *entry, void *opaque)
 {
-    GQueue *pool = thread_pool_queue();
-    Coroutine *co = g_queue_pop_head(pool);
+    CoPool *pool = thread_pool_queue();
+    Coroutine *co = pool->head;
 
-    if (!co) {
+    if (co) {
+        pool->head = co->pool_next;
+        pool->length--;
+        co->pool_next = NULL;
+    } else {
         co = coroutine_alloc();
     }
     co->entry = entry;
@@ -314,14 +327,33 @@ Coroutine *coroutine_create(CoroutineEntry *entry, void *opaque)
 
 static void coroutine_release(Coroutine *co)
 {
-    GQueue *pool = thread_pool_queue();
+    CoPool *pool = thread_pool_queue();
 
     assert(g_queue_is_empty(&co->wakeup));
     if (pool->length < CO_POOL_MAX) {
-        g_queue_push_head(pool, co);
+        co->pool_next = pool->head;
+        pool->head = co;
+        pool->length++;
     } else {
         coroutine_free(co);
     }
+}
+
+/* Move every node of src to the tail of dst (no allocation). */
+static void queue_splice_tail(GQueue *dst, GQueue *src)
+{
+    if (g_queue_is_empty(src)) {
+        return;
+    }
+    if (dst->tail) {
+        dst->tail->next = src->head;
+        src->head->prev = dst->tail;
+    } else {
+        dst->head = src->head;
+    }
+    dst->tail = src->tail;
+    dst->length += src->length;
+    g_queue_init(src);
 }
 
 void coroutine_enter(Coroutine *co)
@@ -330,9 +362,9 @@ void coroutine_enter(Coroutine *co)
     AioContext *ctx = qb_get_current_aio_context();
 
     /* Wake-ups issued by the coroutines we run are entered here, after the
-     * waker yields, in the order they were issued. */
-    g_queue_push_tail(&pending, co);
-    while ((co = g_queue_pop_head(&pending))) {
+     * waker yields, in the order they were issued.  The first coroutine is
+     * not queued: entering one with no wake-ups allocates nothing. */
+    for (; co; co = g_queue_pop_head(&pending)) {
         Coroutine *self = running();
         Coroutine *leader = get_leader();
         Coroutine *busy;
@@ -354,9 +386,7 @@ void coroutine_enter(Coroutine *co)
         co_switch(self, co);
         /* co has yielded or terminated, and its state is saved. */
         __atomic_store_n(&co->active, NULL, __ATOMIC_RELEASE);
-        while (!g_queue_is_empty(&co->wakeup)) {
-            g_queue_push_tail(&pending, g_queue_pop_head(&co->wakeup));
-        }
+        queue_splice_tail(&pending, &co->wakeup);
         if (co->terminated) {
             coroutine_release(co);
         }

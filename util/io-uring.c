@@ -1,9 +1,12 @@
 /*
  * io_uring engine of an AioContext (liburing).  Same shape as linux-aio.c:
- * requests queue up during an event-loop iteration and a BH puts them in the
- * submission ring and calls io_uring_submit once; an eventfd registered with
- * the ring and with the context signals completions, whose handler drains
- * the completion ring and wakes the waiting coroutines.
+ * an eventfd registered with the ring and with the context signals
+ * completions, whose handler drains the completion ring and wakes the
+ * waiting coroutines one by one; requests issued meanwhile are queued and
+ * go into the submission ring with one io_uring_submit when the handler has
+ * woken them all, after which it looks at the completion ring again.  A
+ * request issued elsewhere goes at once if it is alone, or is batched by a
+ * BH with the others of its event-loop iteration.
  *
  * Without CONFIG_LINUX_IO_URING (or when the kernel refuses io_uring, e.g.
  * under a seccomp policy) luring_available() is false and luring_init fails.
@@ -13,6 +16,8 @@
  *    in_flight <= RING_ENTRIES, so the completion ring (twice as large)
  *    never overflows.
  * 2. A request is in 'pending' until its SQE has been submitted.
+ * 3. 'in_completion' is true exactly while luring_process_completions runs;
+ *    submissions then only queue, and the handler flushes before it returns.
  */
 #include "util/raw-aio.h"
 #include "util/coroutine-int.h"
@@ -22,6 +27,7 @@
 #include <sys/eventfd.h>
 
 #define RING_ENTRIES 128
+#define MAX_ROUNDS   16     /* see linux-aio.c */
 
 typedef struct LuringRequest {
     QBAioType type;
@@ -29,6 +35,7 @@ typedef struct LuringRequest {
     uint64_t offset;
     IOVector *qiov;
     Coroutine *co;
+    GList link;            /* in LuringState.pending while queued */
     int ret;
     bool done;
 } LuringRequest;
@@ -38,7 +45,8 @@ struct LuringState {
     struct io_uring ring;
     int efd;
     int in_flight;
-    GQueue pending;        /* LuringRequest* */
+    bool in_completion;
+    GQueue pending;        /* LuringRequest* via ->link, FIFO */
     QBBH *submit_bh;
 };
 
@@ -70,7 +78,7 @@ static void luring_flush(LuringState *s)
         if (!sqe) {
             break;
         }
-        req = g_queue_pop_head(&s->pending);
+        req = g_queue_pop_head_link(&s->pending)->data;
         switch (req->type) {
         case QB_AIO_READ:
             io_uring_prep_readv(sqe, req->fd, req->qiov->iov, req->qiov->niov,
@@ -105,6 +113,9 @@ static void luring_submit_bh(void *opaque)
 {
     LuringState *s = opaque;
 
+    if (s->in_completion) {
+        return;   /* the running handler flushes before it returns */
+    }
     if (!g_queue_is_empty(&s->pending)) {
         luring_flush(s);
     } else if (io_uring_sq_ready(&s->ring)) {
@@ -115,30 +126,45 @@ static void luring_submit_bh(void *opaque)
     }
 }
 
+static void luring_process_completions(LuringState *s)
+{
+    struct io_uring_cqe *cqe;
+
+    s->in_completion = true;
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        int n = 0;
+
+        while (io_uring_peek_cqe(&s->ring, &cqe) == 0 && cqe) {
+            LuringRequest *req = io_uring_cqe_get_data(cqe);
+
+            req->ret = cqe->res;
+            io_uring_cqe_seen(&s->ring, cqe);
+            s->in_flight--;
+            n++;
+            req->done = true;
+            aio_co_wake(req->co);
+        }
+        if (n == 0) {
+            break;
+        }
+        /* What the woken requests' owners issued goes in one submit. */
+        luring_flush(s);
+    }
+    s->in_completion = false;
+    if (!g_queue_is_empty(&s->pending) || io_uring_sq_ready(&s->ring)) {
+        qb_bh_schedule(s->submit_bh);
+    }
+}
+
 static void luring_completion_cb(void *opaque)
 {
     LuringState *s = opaque;
-    struct io_uring_cqe *cqe;
-    GPtrArray *done = g_ptr_array_new();
     uint64_t count;
 
     if (read(s->efd, &count, sizeof(count)) < 0) {
         /* EAGAIN: spurious; reaping anyway is harmless. */
     }
-    while (io_uring_peek_cqe(&s->ring, &cqe) == 0 && cqe) {
-        LuringRequest *req = io_uring_cqe_get_data(cqe);
-        req->ret = cqe->res;
-        io_uring_cqe_seen(&s->ring, cqe);
-        s->in_flight--;
-        g_ptr_array_add(done, req);
-    }
-    luring_flush(s);
-    for (guint i = 0; i < done->len; i++) {
-        LuringRequest *req = done->pdata[i];
-        req->done = true;
-        aio_co_wake(req->co);
-    }
-    g_ptr_array_free(done, TRUE);
+    luring_process_completions(s);
 }
 
 LuringState *luring_init(AioContext *ctx, Error **errp)
@@ -203,11 +229,15 @@ int coroutine_fn luring_co_submit(LuringState *s, int fd, uint64_t offset,
     if (type != QB_AIO_READ && type != QB_AIO_WRITE && type != QB_AIO_FLUSH) {
         return -EINVAL;
     }
-    g_queue_push_tail(&s->pending, &req);
-    if (s->pending.length >= RING_ENTRIES / 4) {
-        luring_flush(s);
-    } else {
-        qb_bh_schedule(s->submit_bh);
+    req.link.data = &req;
+    g_queue_push_tail_link(&s->pending, &req.link);
+    if (!s->in_completion) {
+        if (s->pending.length == 1 || s->pending.length >= RING_ENTRIES / 4) {
+            /* Alone (e.g. depth 1): no reason to wait for company. */
+            luring_flush(s);
+        } else {
+            qb_bh_schedule(s->submit_bh);
+        }
     }
     while (!req.done) {
         coroutine_yield();

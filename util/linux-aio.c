@@ -1,19 +1,30 @@
 /*
  * Linux native AIO (libaio) engine of an AioContext.
  *
- * A request is queued by laio_co_submit, which then yields.  The queue is
- * handed to io_submit by a BH of the context, so every request issued during
- * one event-loop iteration goes to the kernel in one system call (or as soon
- * as a batch is full).  Completions are signalled on an eventfd registered
- * in the context; its handler reaps them with a non-blocking io_getevents and
- * wakes the waiting coroutines.
+ * A request is queued by laio_co_submit, which then yields.  Completions are
+ * signalled on an eventfd registered in the context; its handler reaps them
+ * straight from the completion ring that the kernel maps into our address
+ * space (no io_getevents system call while the ring has events) and wakes
+ * the waiting coroutines one by one.
+ *
+ * Submission: a request made while the completion handler runs (the usual
+ * case at queue depth > 1: a completed request's owner issues the next one)
+ * waits until the handler has woken every reaped request, and all of them go
+ * to the kernel in one io_submit.  A request made anywhere else goes at once
+ * when nothing is queued (depth 1 latency), or is batched by a BH with the
+ * others of the same event-loop iteration.  After a submission the handler
+ * looks at the ring again: completions that arrived meanwhile are handled
+ * without going back through epoll.  See docs/design/io-path.md for the
+ * measurements behind these choices.
  *
  * Invariants:
  * 1. in_flight == requests accepted by io_submit and not yet reaped;
  *    in_flight <= MAX_EVENTS, so io_submit only fails with EAGAIN when the
  *    kernel itself is short of resources.
  * 2. A request is in 'pending' until io_submit accepts it; EAGAIN leaves it
- *    there and the next completion retries.
+ *    there and the next completion (or the BH) retries.
+ * 3. 'in_completion' is true exactly while laio_process_completions runs;
+ *    submissions then only queue, and the handler flushes before it returns.
  */
 #include "util/raw-aio.h"
 #include "util/thread-pool.h"
@@ -24,28 +35,47 @@
 #define MAX_EVENTS  128
 #define MAX_BATCH   32
 
+/* How many rounds of "reap, wake, submit" one handler call may run before
+ * it yields to the event loop (other fds, timers, BHs must not starve). */
+#define MAX_ROUNDS  16
+
 typedef struct LaioRequest {
     struct iocb iocb;
     Coroutine *co;
+    GList link;            /* in LinuxAioState.pending while queued */
     long ret;
     bool done;
 } LaioRequest;
 
+/*
+ * The completion ring that io_setup maps at the address io_context_t holds
+ * (a stable kernel ABI, also read by libaio itself): the kernel produces at
+ * 'tail', we consume at 'head', both modulo 'nr'.
+ */
+struct laio_ring {
+    unsigned id;
+    unsigned nr;
+    unsigned head;
+    unsigned tail;
+    unsigned magic;
+    unsigned compat_features;
+    unsigned incompat_features;
+    unsigned header_length;
+    struct io_event io_events[];
+};
+
+#define LAIO_RING_MAGIC 0xa10a10a1
+
 struct LinuxAioState {
     AioContext *ctx;
     io_context_t io_ctx;
+    struct laio_ring *ring;    /* NULL: ring layout unknown, use syscalls */
     int efd;
     int in_flight;
-    GQueue pending;        /* LaioRequest* */
+    bool in_completion;
+    GQueue pending;            /* LaioRequest* via ->link, FIFO */
     QBBH *submit_bh;
 };
-
-static void laio_complete(LaioRequest *req, long ret)
-{
-    req->ret = ret;
-    req->done = true;
-    aio_co_wake(req->co);
-}
 
 static void laio_flush(LinuxAioState *s)
 {
@@ -70,11 +100,18 @@ static void laio_flush(LinuxAioState *s)
         if (ret < 0) {
             /* The first request is bad (e.g. EINVAL for an unaligned
              * O_DIRECT request on some kernels): fail it, go on. */
-            laio_complete(g_queue_pop_head(&s->pending), ret);
+            LaioRequest *req = g_queue_pop_head_link(&s->pending)->data;
+            req->ret = ret;
+            req->done = true;
+            if (req->co != coroutine_self()) {
+                /* Our own request (flushed from laio_co_submit) just sees
+                 * 'done'; waking ourselves would enter us twice. */
+                aio_co_wake(req->co);
+            }
             continue;
         }
         for (int i = 0; i < ret; i++) {
-            g_queue_pop_head(&s->pending);
+            g_queue_pop_head_link(&s->pending);
         }
         s->in_flight += ret;
     }
@@ -82,45 +119,86 @@ static void laio_flush(LinuxAioState *s)
 
 static void laio_submit_bh(void *opaque)
 {
-    laio_flush(opaque);
+    LinuxAioState *s = opaque;
+
+    if (!s->in_completion) {
+        laio_flush(s);
+    }
+}
+
+/* Take up to max events off the completion ring. */
+static int laio_reap(LinuxAioState *s, struct io_event *events, int max)
+{
+    struct laio_ring *ring = s->ring;
+    unsigned head, tail, nr;
+    int n = 0;
+
+    if (!ring) {
+        struct timespec zero = { 0, 0 };
+        n = io_getevents(s->io_ctx, 0, max, events, &zero);
+        return n < 0 ? 0 : n;
+    }
+    nr = ring->nr;
+    head = ring->head;
+    /* Pairs with the kernel's barrier between writing an event and
+     * advancing tail. */
+    tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+    while (head != tail && n < max) {
+        events[n++] = ring->io_events[head];
+        head = (head + 1) % nr;
+    }
+    /* Release: our reads of the events happen before the kernel may reuse
+     * their slots. */
+    __atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
+    return n;
+}
+
+static void laio_process_completions(LinuxAioState *s)
+{
+    struct io_event events[MAX_EVENTS];
+
+    s->in_completion = true;
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        int n = laio_reap(s, events, MAX_EVENTS);
+
+        if (n == 0) {
+            break;
+        }
+        s->in_flight -= n;
+        for (int i = 0; i < n; i++) {
+            LaioRequest *req = events[i].data;
+            /* res is an unsigned long holding a byte count or -errno. */
+            req->ret = (long)events[i].res;
+            req->done = true;
+            aio_co_wake(req->co);
+        }
+        /* Everything the woken requests' owners issued goes in one
+         * io_submit; then look again, since completions may have landed
+         * while we ran. */
+        laio_flush(s);
+    }
+    s->in_completion = false;
+    /* Leftovers (EAGAIN, or more than MAX_EVENTS in flight) go later. */
+    if (!g_queue_is_empty(&s->pending)) {
+        qb_bh_schedule(s->submit_bh);
+    }
 }
 
 static void laio_completion_cb(void *opaque)
 {
     LinuxAioState *s = opaque;
-    struct io_event events[MAX_EVENTS];
-    struct timespec zero = { 0, 0 };
-    GPtrArray *done = g_ptr_array_new();
     uint64_t count;
-    int n;
 
     if (read(s->efd, &count, sizeof(count)) < 0 && errno == EAGAIN) {
-        /* Spurious wake-up; reaping anyway is harmless. */
+        /* Spurious wake-up (a previous call already reaped); harmless. */
     }
-    do {
-        n = io_getevents(s->io_ctx, 0, MAX_EVENTS, events, &zero);
-        for (int i = 0; i < n; i++) {
-            LaioRequest *req = events[i].data;
-            /* res is an unsigned long holding a byte count or -errno. */
-            req->ret = (long)events[i].res;
-            s->in_flight--;
-            g_ptr_array_add(done, req);
-        }
-    } while (n == MAX_EVENTS);
-
-    /* Refill the kernel queue before running the waiters, who may take a
-     * while and may submit more. */
-    laio_flush(s);
-    for (guint i = 0; i < done->len; i++) {
-        LaioRequest *req = done->pdata[i];
-        laio_complete(req, req->ret);
-    }
-    g_ptr_array_free(done, TRUE);
+    laio_process_completions(s);
 }
 
 LinuxAioState *laio_init(AioContext *ctx, Error **errp)
 {
     LinuxAioState *s = g_new0(LinuxAioState, 1);
+    struct laio_ring *ring;
     int ret;
 
     s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -135,6 +213,12 @@ LinuxAioState *laio_init(AioContext *ctx, Error **errp)
         close(s->efd);
         g_free(s);
         return NULL;
+    }
+    /* Only read the ring ourselves if it has the layout we know. */
+    ring = (struct laio_ring *)s->io_ctx;
+    if (ring && ring->magic == LAIO_RING_MAGIC &&
+        ring->incompat_features == 0 && ring->nr > 0) {
+        s->ring = ring;
     }
     s->ctx = ctx;
     g_queue_init(&s->pending);
@@ -189,12 +273,16 @@ int coroutine_fn laio_co_submit(LinuxAioState *s, int fd, uint64_t offset,
     }
     io_set_eventfd(&req.iocb, s->efd);
     req.iocb.data = &req;
+    req.link.data = &req;
 
-    g_queue_push_tail(&s->pending, &req);
-    if (s->pending.length >= MAX_BATCH) {
-        laio_flush(s);
-    } else {
-        qb_bh_schedule(s->submit_bh);
+    g_queue_push_tail_link(&s->pending, &req.link);
+    if (!s->in_completion) {
+        if (s->pending.length == 1 || s->pending.length >= MAX_BATCH) {
+            /* Alone (e.g. depth 1): no reason to wait for company. */
+            laio_flush(s);
+        } else {
+            qb_bh_schedule(s->submit_bh);
+        }
     }
     while (!req.done) {
         coroutine_yield();

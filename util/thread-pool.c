@@ -1,8 +1,14 @@
 /*
  * Thread pool for blocking calls.  Requests are queued under a mutex; idle
  * workers wait on a condition variable; a new worker is started when a
- * request arrives and no worker is idle (up to max_threads).  A worker that
- * stays idle for WORKER_IDLE_US exits.  Finished requests go onto a
+ * request arrives and no worker is idle (up to max_threads).  Workers are
+ * started one at a time: while one is starting, later requests wait for it,
+ * and it starts the next one only after taking its own request.  So of two
+ * requests submitted back to back to a pool with no idle worker, the first
+ * is running before the second can start (as with QEMU's pool, whose
+ * observable ordering tests such as iotest 004 rely on), and a burst does
+ * not create more threads than it needs.  A worker that stays idle for
+ * WORKER_IDLE_US exits.  Finished requests go onto a
  * completion list and a BH of the pool's AioContext runs their callbacks
  * there, so callbacks never run in a worker thread.
  *
@@ -12,6 +18,8 @@
  *    worker, 'done' (waiting for the completion BH), or freed.
  * 3. outstanding counts requests submitted and not yet completed; the pool
  *    may only be freed when it is zero.
+ * 4. starting_threads (0 or 1) counts workers created that have not yet
+ *    looked at the queue; they are included in cur_threads.
  */
 #include "util/thread-pool.h"
 #include "util/coroutine-int.h"
@@ -38,19 +46,53 @@ struct ThreadPool {
     GQueue done;           /* ThreadPoolRequest*, finished */
     int cur_threads;
     int idle_threads;
+    int starting_threads;
     int max_threads;
     int outstanding;
     bool stopping;
 };
 
+static gpointer worker_thread(gpointer opaque);
+
+/* Start a worker if queued requests outnumber the workers that will take
+ * them and none is starting already.  Called with pool->lock held. */
+static void maybe_spawn_worker(ThreadPool *pool)
+{
+    GError *err = NULL;
+    GThread *t;
+
+    if (pool->starting_threads ||
+        pool->idle_threads >= (int)pool->queue.length ||
+        pool->cur_threads >= pool->max_threads) {
+        return;
+    }
+    t = g_thread_try_new("qb-worker", worker_thread, pool, &err);
+    if (t) {
+        pool->cur_threads++;
+        pool->starting_threads++;
+        g_thread_unref(t);   /* workers are detached; exit_cond tracks them */
+    } else if (pool->cur_threads == 0) {
+        g_error("cannot create thread pool worker: %s", err->message);
+    } else {
+        g_error_free(err);   /* the existing workers will get to it */
+    }
+}
+
 static gpointer worker_thread(gpointer opaque)
 {
     ThreadPool *pool = opaque;
+    bool starting = true;
 
     g_mutex_lock(&pool->lock);
     for (;;) {
         ThreadPoolRequest *req;
 
+        if (starting && (g_queue_is_empty(&pool->queue) || pool->stopping)) {
+            /* Nothing for us after all: no longer starting, so another
+             * worker may be started for later requests. */
+            starting = false;
+            pool->starting_threads--;
+        }
         while (g_queue_is_empty(&pool->queue) && !pool->stopping) {
             gint64 deadline = g_get_monotonic_time() + WORKER_IDLE_US;
             pool->idle_threads++;
@@ -65,6 +107,12 @@ static gpointer worker_thread(gpointer opaque)
         if (!req) {
             break;   /* stopping and nothing left */
         }
+        if (starting) {
+            starting = false;
+            pool->starting_threads--;
+        }
+        /* Our request is taken: start the next worker if others wait. */
+        maybe_spawn_worker(pool);
         g_mutex_unlock(&pool->lock);
 
         req->ret = req->func(req->arg);
@@ -157,7 +205,6 @@ void thread_pool_submit_aio(ThreadPool *pool, ThreadPoolFunc *func, void *arg,
                             ThreadPoolCompletion *cb, void *opaque)
 {
     ThreadPoolRequest *req = g_new0(ThreadPoolRequest, 1);
-    GError *err = NULL;
 
     req->func = func;
     req->arg = arg;
@@ -167,18 +214,7 @@ void thread_pool_submit_aio(ThreadPool *pool, ThreadPoolFunc *func, void *arg,
 
     g_mutex_lock(&pool->lock);
     g_queue_push_tail(&pool->queue, req);
-    if (pool->idle_threads < (int)pool->queue.length &&
-        pool->cur_threads < pool->max_threads) {
-        GThread *t = g_thread_try_new("qb-worker", worker_thread, pool, &err);
-        if (t) {
-            pool->cur_threads++;
-            g_thread_unref(t);   /* workers are detached; exit_cond tracks them */
-        } else if (pool->cur_threads == 0) {
-            g_error("cannot create thread pool worker: %s", err->message);
-        } else {
-            g_error_free(err);   /* the existing workers will get to it */
-        }
-    }
+    maybe_spawn_worker(pool);
     g_cond_signal(&pool->request_cond);
     g_mutex_unlock(&pool->lock);
 }

@@ -91,6 +91,7 @@ typedef struct BDRVRawState {
     /* Buffered (page cache) fast path, see raw_try_inline. */
     bool no_nowait_read;     /* the kernel refused RWF_NOWAIT reads */
     bool no_nowait_write;    /* ... and writes */
+    unsigned inline_turn;    /* alternates large reads: inline / pool */
 } BDRVRawState;
 
 /* ------------------------------------------------------------------ */
@@ -691,6 +692,8 @@ static int raw_run(BlockDriverState *bs, ThreadPoolFunc *fn, RawWork *w)
  * file (the pool knows how to zero-fill), or RWF_NOWAIT unsupported, which
  * is remembered per node.
  */
+#define RAW_INLINE_SHARE_MIN  (32 * KiB)
+
 static bool raw_try_inline(BDRVRawState *s, int64_t offset, IOVector *qiov,
                            bool write, int *ret)
 {
@@ -699,6 +702,15 @@ static bool raw_try_inline(BDRVRawState *s, int64_t offset, IOVector *qiov,
 
     if ((s->open_flags & O_DIRECT) || qiov->niov > IOV_MAX ||
         qiov->niov == 0 || (write ? s->no_nowait_write : s->no_nowait_read)) {
+        return false;
+    }
+    /* A large read is mostly the copy itself: every other one goes to the
+     * pool, so a worker copies on another core while this thread copies
+     * the next one.  (64 KiB at depth 32 under load 11: 0.22 s this way,
+     * 0.33 s all inline, QEMU 0.25 s; a busy machine also gives a process
+     * with two running threads a larger share of the CPUs.) */
+    if (!write && qiov->size >= RAW_INLINE_SHARE_MIN &&
+        (s->inline_turn++ & 1)) {
         return false;
     }
     /* Writes: ext4 in Linux 6.x answers EOPNOTSUPP (remembered below);
@@ -1347,10 +1359,8 @@ static int raw_create_file(const char *filename, int64_t size,
     bool ofd = raw_ofd_locks_supported();
     int fd, ret;
 
-    if (size < 0) {
-        error_setg(errp, "Image size must be non-negative");
-        return -EINVAL;
-    }
+    /* A size beyond INT64_MAX (blockdev-create takes any uint64) fails
+     * in ftruncate, after the file was created, as in QEMU. */
     fd = open_retry(filename, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         error_setg_errno(errp, -fd, "Could not create '%s'", filename);
@@ -1430,7 +1440,14 @@ static int coroutine_fn raw_co_create(json_t *create_options, Error **errp)
         error_setg(errp, "Parameter 'size' is missing");
         return -EINVAL;
     }
-    size = qb_opt_take_size(create_options, "size", 0, &local_err);
+    /* QAPI's size is a uint64: values past INT64_MAX arrive negative. */
+    if (json_is_integer(json_object_get(create_options, "size"))) {
+        size = (uint64_t)json_integer_value(json_object_get(create_options,
+                                                            "size"));
+        json_object_del(create_options, "size");
+    } else {
+        size = qb_opt_take_size(create_options, "size", 0, &local_err);
+    }
     if (!local_err) {
         nocow = qb_opt_take_bool(create_options, "nocow", false, &local_err);
     }

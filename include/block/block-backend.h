@@ -104,6 +104,13 @@ BlockAIOCB *blk_aio_pdiscard(BlockBackend *blk, int64_t offset, int64_t bytes,
                              BlockCompletionFunc *cb, void *opaque);
 BlockAIOCB *blk_aio_flush(BlockBackend *blk, BlockCompletionFunc *cb,
                           void *opaque);
+/* Opt in to QEMU's completion style: a blk_aio_* callback of a request
+ * that completes after the submitting call returned runs directly from the
+ * request's coroutine (default: from a BH).  Saves an event-loop round per
+ * request, so a callback that issues the next request batches it with the
+ * others; only for callbacks that never wait (no synchronous I/O, drain,
+ * aio_poll or close).  Used by qblock-img bench. */
+void blk_set_aio_direct_completion(BlockBackend *blk, bool on);
 /* Wait until every request of blk has completed. */
 void blk_drain(BlockBackend *blk);
 void blk_drain_all(void);

@@ -175,6 +175,54 @@ static void test_aio(void)
     blk_unref(blk);
 }
 
+/* Direct completion (opt-in): a callback of a request that completes
+ * later runs from inside the request's coroutine, one of a request that
+ * fails at once still runs only after the submitting call returned. */
+typedef struct DirectResult {
+    int calls;
+    bool in_co;
+} DirectResult;
+
+static void direct_cb(void *opaque, int ret)
+{
+    DirectResult *d = opaque;
+    d->calls++;
+    d->in_co = in_coroutine();
+}
+
+static void test_aio_direct(void)
+{
+    json_t *opts = json_pack("{s:s, s:s, s:s}", "driver", "null-aio",
+                             "size", "1M", "latency-ns", "1000000");
+    BlockBackend *blk = blk_new_open(NULL, NULL, opts, BDRV_O_RDWR,
+                                     &error_abort);
+    uint8_t buf[512] = { 0 };
+    IOVector q;
+    DirectResult late = { 0 }, failed = { 0 }, dflt = { 0 };
+    int64_t deadline = qb_clock_ns_monotonic() + 10 * 1000000000LL;
+
+    qiov_init_buf(&q, buf, sizeof(buf));
+    /* Default: from the BH, outside any coroutine. */
+    blk_aio_preadv(blk, 0, &q, 0, direct_cb, &dflt);
+    blk_drain(blk);
+    g_assert_cmpint(dflt.calls, ==, 1);
+    g_assert_false(dflt.in_co);
+
+    blk_set_aio_direct_completion(blk, true);
+    blk_aio_preadv(blk, 0, &q, 0, direct_cb, &late);
+    blk_aio_preadv(blk, 2 * MiB, &q, 0, direct_cb, &failed);
+    g_assert_cmpint(late.calls + failed.calls, ==, 0);
+    while ((late.calls < 1 || failed.calls < 1) &&
+           qb_clock_ns_monotonic() < deadline) {
+        aio_poll(qb_get_aio_context(), true);
+    }
+    g_assert_cmpint(late.calls, ==, 1);
+    g_assert_true(late.in_co);
+    g_assert_cmpint(failed.calls, ==, 1);
+    g_assert_false(failed.in_co);
+    blk_unref(blk);
+}
+
 static void test_drain_latency(void)
 {
     json_t *opts = json_pack("{s:s, s:s, s:s}", "driver", "null-aio",
@@ -239,6 +287,7 @@ int main(int argc, char **argv)
     g_test_add_func("/block-backend/beyond-eof", test_beyond_eof);
     g_test_add_func("/block-backend/perms", test_perms);
     g_test_add_func("/block-backend/aio", test_aio);
+    g_test_add_func("/block-backend/aio-direct", test_aio_direct);
     g_test_add_func("/block-backend/drain-latency", test_drain_latency);
     g_test_add_func("/block-backend/no-medium", test_no_medium);
     g_test_add_func("/block-backend/write-cache-fua", test_write_cache_fua);

@@ -299,6 +299,64 @@ static void test_short_read_eof(void)
     close_node(bs);
 }
 
+/*
+ * Buffered reads first try the page cache in the calling thread
+ * (RWF_NOWAIT) and fall back to the thread pool.  Both halves must return
+ * the file's bytes: a cached range, a range evicted from the cache (the
+ * NOWAIT attempt fails and the pool reads it), and a read split over
+ * several buffers.
+ */
+typedef struct CacheCase {
+    BlockDriverState *bs;
+    const char *path;
+} CacheCase;
+
+static void coroutine_fn co_read_cached_and_cold(void *opaque)
+{
+    CacheCase *c = opaque;
+    g_autofree uint8_t *buf = g_malloc(256 * KiB);
+    uint8_t a[3000], b[5192];
+    IOVector qiov;
+    int fd;
+
+    /* Cached: the file was just written. */
+    memset(buf, 0, 256 * KiB);
+    g_assert_cmpint(co_rw(c->bs, false, 0, buf, 64 * KiB), ==, 0);
+    assert_bytes(buf, 64 * KiB, 0x5c);
+
+    /* Cold: write the data back and drop it from the page cache. */
+    fd = open(c->path, O_RDONLY);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(fdatasync(fd), ==, 0);
+    g_assert_cmpint(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), ==, 0);
+    close(fd);
+    memset(buf, 0, 256 * KiB);
+    g_assert_cmpint(co_rw(c->bs, false, 0, buf, 256 * KiB), ==, 0);
+    assert_bytes(buf, 256 * KiB, 0x5c);
+
+    /* Two buffers, one request. */
+    memset(a, 0, sizeof(a));
+    memset(b, 0, sizeof(b));
+    qiov_init(&qiov, 2);
+    qiov_add(&qiov, a, sizeof(a));
+    qiov_add(&qiov, b, sizeof(b));
+    g_assert_cmpint(bdrv_file.bdrv_co_preadv(c->bs, 4096, qiov.size, &qiov,
+                                             0), ==, 0);
+    qiov_destroy(&qiov);
+    assert_bytes(a, sizeof(a), 0x5c);
+    assert_bytes(b, sizeof(b), 0x5c);
+}
+
+static void test_read_cache_miss(void)
+{
+    g_autofree char *f = make_file("cache.raw", 256 * KiB, 0x5c);
+    CacheCase c = { .path = f };
+
+    c.bs = open_node(f, NULL, 0, &error_abort);
+    run_in_coroutine(co_read_cached_and_cold, &c);
+    close_node(c.bs);
+}
+
 /* ---------------------------------------------------------------- */
 
 static BlockDriverState *open_direct(const char *path, const char *extra,
@@ -780,6 +838,7 @@ int main(int argc, char **argv)
     g_test_add_func("/file-posix/rw/threads", test_rw_threads);
     g_test_add_func("/file-posix/rw/no-coroutine", test_rw_no_coroutine);
     g_test_add_func("/file-posix/rw/short-read-eof", test_short_read_eof);
+    g_test_add_func("/file-posix/rw/page-cache-miss", test_read_cache_miss);
     g_test_add_func("/file-posix/direct/misaligned", test_direct);
     g_test_add_func("/file-posix/direct/eof", test_direct_eof);
     g_test_add_func("/file-posix/aio/native", test_aio_native);

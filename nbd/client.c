@@ -11,57 +11,39 @@
  * allocation (option replies at NBD_MAX_OPTION_SIZE).
  */
 #include "nbd/nbd.h"
+#include "nbd/tls.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 
-static int read_full(int fd, void *buf, size_t len, Error **errp)
+/*
+ * Exact-length I/O over the NBDSock (plain or TLS), turning -errno into
+ * QEMU's client texts.  Outside coroutine context the socket polls.
+ */
+static void report_rep_err(uint32_t type, const uint8_t *data, uint32_t len,
+                           uint32_t opt, Error **errp);
+
+static int read_full(NBDSock *s, void *buf, size_t len, Error **errp)
 {
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t n = recv(fd, p, len, 0);
-        if (n == 0) {
-            error_setg(errp, "Unexpected end-of-file before all data were "
-                       "read");
-            return -1;
-        }
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN) {
-                struct pollfd pfd = { .fd = fd, .events = POLLIN };
-                poll(&pfd, 1, -1);
-                continue;
-            }
-            error_setg_errno(errp, errno, "Failed to read from socket");
-            return -1;
-        }
-        p += n;
-        len -= n;
+    int ret = nbd_sock_read(s, buf, len);
+
+    if (ret == -ECONNRESET) {
+        error_setg(errp, "Unexpected end-of-file before all data were read");
+        return -1;
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to read from socket");
+        return -1;
     }
     return 0;
 }
 
-static int write_full(int fd, const void *buf, size_t len, Error **errp)
+static int write_full(NBDSock *s, const void *buf, size_t len, Error **errp)
 {
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN) {
-                struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-                poll(&pfd, 1, -1);
-                continue;
-            }
-            error_setg_errno(errp, errno, "Failed to write to socket");
-            return -1;
-        }
-        p += n;
-        len -= n;
+    int ret = nbd_sock_write(s, buf, len);
+
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to write to socket");
+        return -1;
     }
     return 0;
 }
@@ -99,7 +81,7 @@ static uint64_t get64(const uint8_t *p)
     return GUINT64_FROM_BE(v);
 }
 
-static int send_option(int fd, uint32_t opt, const void *data, uint32_t len,
+static int send_option(NBDSock *fd, uint32_t opt, const void *data, uint32_t len,
                        Error **errp)
 {
     g_autoptr(GByteArray) b = g_byte_array_new();
@@ -115,7 +97,7 @@ static int send_option(int fd, uint32_t opt, const void *data, uint32_t len,
 }
 
 /* Read one option reply; *data (g_free) holds its payload. */
-static int read_reply(int fd, uint32_t opt, uint32_t *type, uint8_t **data,
+static int read_reply(NBDSock *fd, uint32_t opt, uint32_t *type, uint8_t **data,
                       uint32_t *len, Error **errp)
 {
     uint8_t hdr[20];
@@ -150,7 +132,7 @@ static int read_reply(int fd, uint32_t opt, uint32_t *type, uint8_t **data,
     return 0;
 }
 
-static int client_greeting(int fd, bool *no_zeroes, Error **errp)
+static int client_greeting(NBDSock *fd, bool *no_zeroes, Error **errp)
 {
     uint8_t buf[18];
     uint32_t cflags;
@@ -186,8 +168,43 @@ static int client_greeting(int fd, bool *no_zeroes, Error **errp)
     return write_full(fd, &cflags, 4, errp);
 }
 
+/*
+ * NBD_OPT_STARTTLS, then the TLS handshake over the same socket.  Every
+ * later byte of the negotiation goes through the session (nbd/sock.c).
+ */
+static int client_starttls(NBDSock *s, NBDTLSCreds *creds,
+                           const char *hostname, Error **errp)
+{
+    uint32_t type, len;
+    g_autofree uint8_t *data = NULL;
+    Error *local_err = NULL;
+
+    if (send_option(s, NBD_OPT_STARTTLS, NULL, 0, errp) < 0 ||
+        read_reply(s, NBD_OPT_STARTTLS, &type, &data, &len, errp) < 0) {
+        return -1;
+    }
+    if (type != NBD_REP_ACK) {
+        if (type & (UINT32_C(1) << 31)) {
+            report_rep_err(type, data, len, NBD_OPT_STARTTLS, errp);
+        } else {
+            error_setg(errp, "Server rejected request to start TLS %u",
+                       type);
+        }
+        return -1;
+    }
+    if (len) {
+        error_setg(errp, "Start TLS response was not zero %u", len);
+        return -1;
+    }
+    if (nbd_tls_handshake(s, creds, false, hostname, NULL, &local_err) < 0) {
+        error_propagate(errp, local_err);
+        return -1;
+    }
+    return 0;
+}
+
 /* Request structured replies; returns 1 if the server agreed. */
-static int client_structured(int fd, Error **errp)
+static int client_structured(NBDSock *fd, Error **errp)
 {
     uint32_t type, len;
     g_autofree uint8_t *data = NULL;
@@ -219,7 +236,15 @@ static void report_rep_err(uint32_t type, const uint8_t *data, uint32_t len,
         what = "Unsupported option";
         break;
     case NBD_REP_ERR_POLICY:
-        what = "Denied by server for option";
+        what = NULL;
+        error_setg(errp, "Denied by server for option %u (%s)", opt,
+                   nbd_opt_name(opt));
+        break;
+    case NBD_REP_ERR_TLS_REQD:
+        what = NULL;
+        error_setg(errp, "TLS negotiation required before option %u (%s)",
+                   opt, nbd_opt_name(opt));
+        error_append_hint(errp, "Did you forget a valid tls-creds?\n");
         break;
     case NBD_REP_ERR_INVALID:
         what = "Server rejected request as invalid";
@@ -231,6 +256,14 @@ static void report_rep_err(uint32_t type, const uint8_t *data, uint32_t len,
         what = "Server error for option";
         break;
     }
+    if (!what) {
+        /* The text (with the option) is set; add the server's message. */
+        if (len) {
+            error_append_hint(errp, "server reported: %.*s\n", (int)len,
+                              (const char *)data);
+        }
+        return;
+    }
     if (len) {
         error_setg(errp, "%s\nserver reported: %.*s", what, (int)len,
                    (const char *)data);
@@ -240,7 +273,7 @@ static void report_rep_err(uint32_t type, const uint8_t *data, uint32_t len,
 }
 
 /* NBD_OPT_SET/LIST_META_CONTEXT with one query (or none for LIST). */
-static int client_meta(int fd, uint32_t opt, const char *export,
+static int client_meta(NBDSock *fd, uint32_t opt, const char *export,
                        const char *query, GPtrArray *names, uint32_t *id,
                        Error **errp)
 {
@@ -290,7 +323,7 @@ static int client_meta(int fd, uint32_t opt, const char *export,
  * NBD_OPT_INFO or NBD_OPT_GO.  Returns 1 on success, 0 if the server does
  * not know the option (fall back to EXPORT_NAME), -1 on error.
  */
-static int client_info_go(int fd, uint32_t opt, NBDExportInfo *info,
+static int client_info_go(NBDSock *fd, uint32_t opt, NBDExportInfo *info,
                           Error **errp)
 {
     g_autoptr(GByteArray) b = g_byte_array_new();
@@ -355,12 +388,17 @@ static int client_info_go(int fd, uint32_t opt, NBDExportInfo *info,
     return -1;
 }
 
-int nbd_client_handshake(int fd, NBDExportInfo *info, Error **errp)
+int nbd_client_handshake_sock(NBDSock *fd, NBDExportInfo *info,
+                              Error **errp)
 {
     bool no_zeroes;
     int ret;
 
     if (client_greeting(fd, &no_zeroes, errp) < 0) {
+        return -1;
+    }
+    if (info->tls_creds &&
+        client_starttls(fd, info->tls_creds, info->tls_hostname, errp) < 0) {
         return -1;
     }
     info->structured = false;
@@ -429,7 +467,8 @@ static void print_flags(FILE *out, uint16_t flags)
     fprintf(out, " )\n");
 }
 
-int nbd_client_list(int fd, FILE *out, Error **errp)
+int nbd_client_list_sock(NBDSock *fd, FILE *out, NBDTLSCreds *creds,
+                         const char *hostname, Error **errp)
 {
     bool no_zeroes;
     bool structured;
@@ -438,6 +477,9 @@ int nbd_client_list(int fd, FILE *out, Error **errp)
     int ret;
 
     if (client_greeting(fd, &no_zeroes, errp) < 0) {
+        return -1;
+    }
+    if (creds && client_starttls(fd, creds, hostname, errp) < 0) {
         return -1;
     }
     ret = client_structured(fd, errp);
@@ -508,4 +550,21 @@ int nbd_client_list(int fd, FILE *out, Error **errp)
     }
     send_option(fd, NBD_OPT_ABORT, NULL, 0, NULL);
     return 0;
+}
+
+/* The plain-socket entry points: the fd stays the caller's to close. */
+int nbd_client_handshake(int fd, NBDExportInfo *info, Error **errp)
+{
+    NBDSock s;
+
+    nbd_sock_init(&s, fd, qb_get_aio_context());
+    return nbd_client_handshake_sock(&s, info, errp);
+}
+
+int nbd_client_list(int fd, FILE *out, Error **errp)
+{
+    NBDSock s;
+
+    nbd_sock_init(&s, fd, qb_get_aio_context());
+    return nbd_client_list_sock(&s, out, NULL, NULL, errp);
 }

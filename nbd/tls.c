@@ -15,6 +15,8 @@
 #include "nbd/tls.h"
 #include "nbd/nbd.h"
 
+#include <jansson.h>
+
 #ifdef CONFIG_GNUTLS
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -68,7 +70,7 @@ NBDTLSCreds *nbd_tls_creds_find(const char *id, bool server, Error **errp)
         return NULL;
     }
     if (c->server != server) {
-        error_setg(errp, "Expecting TLS credentials with a %s endpoint",
+        error_setg(errp, "Expected TLS credentials for a %s endpoint",
                    server ? "server" : "client");
         return NULL;
     }
@@ -91,6 +93,79 @@ bool nbd_tls_authz_exists(const char *id)
 {
     registry_init();
     return g_hash_table_contains(authz_by_id, id);
+}
+
+bool nbd_tls_is_object_type(const char *type)
+{
+    return type && (!strcmp(type, "tls-creds-x509") ||
+                    !strcmp(type, "tls-creds-psk") ||
+                    !strcmp(type, "authz-simple"));
+}
+
+/*
+ * Properties come as keyval strings; booleans accept QEMU's spellings.
+ * Unknown properties use qemu-nbd's text (the daemon checks them first
+ * with its own).
+ */
+bool nbd_tls_object_add(json_t *obj, Error **errp)
+{
+    static const char *const creds_props[] = {
+        "qom-type", "id", "dir", "endpoint", "verify-peer", "username",
+        "priority", "sanity-check", "loaded", "passwordid", NULL,
+    };
+    static const char *const authz_props[] = {
+        "qom-type", "id", "identity", NULL,
+    };
+    const char *type = json_string_value(json_object_get(obj, "qom-type"));
+    const char *id = json_string_value(json_object_get(obj, "id"));
+    const char *vp = json_string_value(json_object_get(obj, "verify-peer"));
+    bool authz = !g_strcmp0(type, "authz-simple");
+    bool verify = true;
+    const char *key;
+    json_t *val;
+
+    if (!nbd_tls_is_object_type(type)) {
+        error_setg(errp, "Parameter 'qom-type' does not accept value '%s'",
+                   type ? type : "");
+        return false;
+    }
+    if (!id) {
+        error_setg(errp, "Parameter 'id' is missing");
+        return false;
+    }
+    json_object_foreach(obj, key, val) {
+        if (!g_strv_contains(authz ? authz_props : creds_props, key)) {
+            error_setg(errp, "Parameter '%s' is unexpected", key);
+            return false;
+        }
+    }
+    if (authz) {
+        const char *who = json_string_value(json_object_get(obj, "identity"));
+        if (!who) {
+            error_setg(errp, "Parameter 'identity' is missing");
+            return false;
+        }
+        return nbd_tls_authz_add(id, who, errp);
+    }
+    if (vp) {
+        if (!strcmp(vp, "on") || !strcmp(vp, "yes") || !strcmp(vp, "true")) {
+            verify = true;
+        } else if (!strcmp(vp, "off") || !strcmp(vp, "no") ||
+                   !strcmp(vp, "false")) {
+            verify = false;
+        } else {
+            error_setg(errp, "Parameter 'verify-peer' expects 'on' or 'off'");
+            return false;
+        }
+    }
+    return nbd_tls_creds_add(type, id,
+                             json_string_value(json_object_get(obj, "dir")),
+                             json_string_value(json_object_get(obj,
+                                                               "endpoint")),
+                             verify,
+                             json_string_value(json_object_get(obj,
+                                                               "username")),
+                             errp);
 }
 
 void nbd_server_set_tls(NBDTLSCreds *creds, const char *authz)
@@ -133,6 +208,62 @@ static bool need_file(const char *dir, const char *name, bool required,
     return !required;
 }
 
+static const char *cert_status_text(unsigned int status)
+{
+    if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
+        return "The certificate hasn't got a known issuer";
+    } else if (status & GNUTLS_CERT_REVOKED) {
+        return "The certificate has been revoked";
+    } else if (status & GNUTLS_CERT_EXPIRED) {
+        return "The certificate has expired";
+    }
+    return "The certificate is invalid";
+}
+
+/*
+ * QEMU's sanity check at creation: our own certificate must verify against
+ * the CA we were given (a peer would refuse it anyway, later and vaguer).
+ */
+static bool check_own_cert(const char *certfile, const char *cafile,
+                           Error **errp)
+{
+    gnutls_datum_t cdata = { 0 }, adata = { 0 };
+    gnutls_x509_crt_t crt = NULL;
+    gnutls_x509_crt_t *cas = NULL;
+    unsigned int ncas = 0, status = 0;
+    bool ok = false;
+
+    if (gnutls_load_file(certfile, &cdata) < 0 ||
+        gnutls_load_file(cafile, &adata) < 0 ||
+        gnutls_x509_crt_init(&crt) < 0 ||
+        gnutls_x509_crt_import(crt, &cdata, GNUTLS_X509_FMT_PEM) < 0 ||
+        gnutls_x509_crt_list_import2(&cas, &ncas, &adata,
+                                     GNUTLS_X509_FMT_PEM, 0) < 0) {
+        /* Unreadable files are reported by the loaders below. */
+        ok = true;
+        goto out;
+    }
+    if (gnutls_x509_crt_verify(crt, cas, ncas, 0, &status) < 0 || status) {
+        error_setg(errp, "Our own certificate %s failed validation against "
+                   "%s: %s", certfile, cafile,
+                   cert_status_text(status ? status
+                                           : GNUTLS_CERT_INVALID));
+        goto out;
+    }
+    ok = true;
+out:
+    for (unsigned int i = 0; i < ncas; i++) {
+        gnutls_x509_crt_deinit(cas[i]);
+    }
+    gnutls_free(cas);
+    if (crt) {
+        gnutls_x509_crt_deinit(crt);
+    }
+    gnutls_free(cdata.data);
+    gnutls_free(adata.data);
+    return ok;
+}
+
 static bool load_x509(NBDTLSCreds *c, const char *dir, Error **errp)
 {
     const char *who = c->server ? "server" : "client";
@@ -146,6 +277,9 @@ static bool load_x509(NBDTLSCreds *c, const char *dir, Error **errp)
                    errp) ||
         !need_file(dir, cert_name, c->server, &cert, errp) ||
         !need_file(dir, key_name, c->server, &key, errp)) {
+        return false;
+    }
+    if (ca && cert && !check_own_cert(cert, ca, errp)) {
         return false;
     }
     gnutls_certificate_allocate_credentials(&c->x509);
@@ -306,6 +440,12 @@ static char *peer_identity(gnutls_session_t sess, bool psk)
 static bool check_peer(gnutls_session_t sess, NBDTLSCreds *c,
                        const char *hostname, const char *authz, Error **errp)
 {
+    if (!c->psk && !c->server && !hostname) {
+        /* As QEMU: a Unix socket has no name to check the certificate
+         * against unless tls-hostname gives one. */
+        error_setg(errp, "No hostname for certificate validation");
+        return false;
+    }
     if (!c->psk && (!c->server || c->verify_peer)) {
         unsigned int status = 0;
         int ret = gnutls_certificate_verify_peers3(
@@ -322,15 +462,7 @@ static bool check_peer(gnutls_session_t sess, NBDTLSCreds *c,
             return false;
         }
         if (status) {
-            if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) {
-                error_setg(errp, "The certificate hasn't got a known issuer");
-            } else if (status & GNUTLS_CERT_REVOKED) {
-                error_setg(errp, "The certificate has been revoked");
-            } else if (status & GNUTLS_CERT_EXPIRED) {
-                error_setg(errp, "The certificate has expired");
-            } else {
-                error_setg(errp, "The certificate is invalid");
-            }
+            error_setg(errp, "%s", cert_status_text(status));
             return false;
         }
     }

@@ -6,6 +6,7 @@
 #include "tools/qblock-img.h"
 #include "block/block-int.h"
 #include "block/options.h"
+#include "nbd/tls.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -268,4 +269,104 @@ BlockBackend *img_open(bool image_opts, const char *filename,
     }
     blk_set_enable_write_cache(blk, !writethrough);
     return blk;
+}
+
+bool img_tls_object(const char *arg)
+{
+    Error *err = NULL;
+    json_t *o = qb_keyval_parse(arg, "qom-type", &err);
+    const char *type = o ? qb_opt_get_str(o, "qom-type") : NULL;
+    bool ok;
+
+    if (!o) {
+        error_report_err(err);
+        return false;
+    }
+    ok = nbd_tls_object_add(o, &err);
+    if (!ok) {
+        if (!nbd_tls_is_object_type(type)) {
+            /* As before: QEMU's text names the whole argument. */
+            error_free(err);
+            error_report("Parameter 'qom-type' does not accept value '%s'",
+                         arg);
+        } else {
+            error_report_err(err);
+        }
+    }
+    json_decref(o);
+    return ok;
+}
+
+/* Creation options of drivers that do not publish create_opts yet, with
+ * the help texts qemu-img prints for -o help. */
+static const CreateOptDesc raw_fmt_opts[] = {
+    { "size", CREATE_OPT_SIZE, "Virtual disk size", NULL },
+    { NULL },
+};
+
+static const CreateOptDesc file_proto_opts[] = {
+    { "size", CREATE_OPT_SIZE, "Virtual disk size", NULL },
+    { "nocow", CREATE_OPT_BOOL,
+      "Turn off copy-on-write (valid only on btrfs)", NULL },
+    { "preallocation", CREATE_OPT_STRING,
+      "Preallocation mode (allowed values: off, falloc, full)", NULL },
+    { "extent_size_hint", CREATE_OPT_SIZE,
+      "Extent size hint for the image file, 0 to disable", NULL },
+    { NULL },
+};
+
+const CreateOptDesc *img_create_opts_of(BlockDriver *drv)
+{
+    if (!drv) {
+        return NULL;
+    }
+    if (drv->create_opts) {
+        return drv->create_opts;
+    }
+    if (!strcmp(drv->format_name, "raw")) {
+        return raw_fmt_opts;
+    }
+    if (!strcmp(drv->format_name, "file")) {
+        return file_proto_opts;
+    }
+    return NULL;
+}
+
+bool img_check_create_opt(json_t *opts, const char *key, const char *s,
+                          const CreateOptDesc *d, Error **errp)
+{
+    uint64_t sz;
+
+    switch (d->type) {
+    case CREATE_OPT_SIZE:
+        if (qb_strtosz(s, NULL, &sz) < 0) {
+            error_setg(errp, "Parameter '%s' expects a non-negative "
+                       "number below 2^64", key);
+            error_append_hint(errp, "Optional suffix k, M, G, T, P or E "
+                              "means kilo-, mega-, giga-, tera-, peta-\n"
+                              "and exabytes, respectively.\n");
+            return false;
+        }
+        json_object_set_new(opts, key, json_integer((json_int_t)sz));
+        return true;
+    case CREATE_OPT_BOOL:
+        if (strcmp(s, "on") && strcmp(s, "off")) {
+            error_setg(errp, "Parameter '%s' expects 'on' or 'off'", key);
+            return false;
+        }
+        return true;
+    case CREATE_OPT_NUMBER: {
+        char *end;
+
+        errno = 0;
+        g_ascii_strtoull(s, &end, 0);
+        if (!*s || *end || errno || *s == '-') {
+            error_setg(errp, "Parameter '%s' expects a number", key);
+            return false;
+        }
+        return true;
+    }
+    default:
+        return true;
+    }
 }

@@ -14,42 +14,12 @@
 
 #include <getopt.h>
 
-static const CreateOptDesc raw_fmt_opts[] = {
-    { "size", CREATE_OPT_SIZE, "Virtual disk size", NULL },
-    { NULL },
-};
-
-static const CreateOptDesc file_proto_opts[] = {
-    { "size", CREATE_OPT_SIZE, "Virtual disk size", NULL },
-    { "nocow", CREATE_OPT_BOOL,
-      "Turn off copy-on-write (valid only on btrfs)", NULL },
-    { "preallocation", CREATE_OPT_STRING,
-      "Preallocation mode (allowed values: off, falloc, full)", NULL },
-    { "extent_size_hint", CREATE_OPT_SIZE,
-      "Extent size hint for the image file, 0 to disable", NULL },
-    { NULL },
-};
-
-static const CreateOptDesc *driver_create_opts(BlockDriver *drv)
-{
-    if (drv->create_opts) {
-        return drv->create_opts;
-    }
-    if (!strcmp(drv->format_name, "raw")) {
-        return raw_fmt_opts;
-    }
-    if (!strcmp(drv->format_name, "file")) {
-        return file_proto_opts;
-    }
-    return NULL;
-}
-
 /* Format options, then protocol options whose names are new. */
 static GArray *merge_opts(BlockDriver *drv, BlockDriver *proto)
 {
     GArray *list = g_array_new(FALSE, TRUE, sizeof(CreateOptDesc));
     const CreateOptDesc *srcs[2] = {
-        driver_create_opts(drv), proto ? driver_create_opts(proto) : NULL,
+        img_create_opts_of(drv), img_create_opts_of(proto),
     };
 
     for (int s = 0; s < 2; s++) {
@@ -127,8 +97,6 @@ static bool check_opts(GArray *list, json_t *opts, Error **errp)
     json_object_foreach_safe(opts, tmp, key, val) {
         const CreateOptDesc *d = find_desc(list, key);
         const char *s = json_string_value(val);
-        uint64_t sz;
-
         if (!d) {
             error_setg(errp, "Invalid parameter '%s'", key);
             return false;
@@ -136,36 +104,8 @@ static bool check_opts(GArray *list, json_t *opts, Error **errp)
         if (!s) {
             continue;       /* already typed (positional size) */
         }
-        switch (d->type) {
-        case CREATE_OPT_SIZE:
-            if (qb_strtosz(s, NULL, &sz) < 0) {
-                error_setg(errp, "Parameter '%s' expects a non-negative "
-                           "number below 2^64", key);
-                error_append_hint(errp, "Optional suffix k, M, G, T, P or E "
-                                  "means kilo-, mega-, giga-, tera-, peta-\n"
-                                  "and exabytes, respectively.\n");
-                return false;
-            }
-            json_object_set_new(opts, key, json_integer((json_int_t)sz));
-            break;
-        case CREATE_OPT_BOOL:
-            if (strcmp(s, "on") && strcmp(s, "off")) {
-                error_setg(errp, "Parameter '%s' expects 'on' or 'off'", key);
-                return false;
-            }
-            break;
-        case CREATE_OPT_NUMBER: {
-            char *end;
-            errno = 0;
-            g_ascii_strtoull(s, &end, 0);
-            if (!*s || *end || errno || *s == '-') {
-                error_setg(errp, "Parameter '%s' expects a number", key);
-                return false;
-            }
-            break;
-        }
-        default:
-            break;
+        if (!img_check_create_opt(opts, key, s, d, errp)) {
+            return false;
         }
     }
     return true;

@@ -249,9 +249,10 @@ int img_info(int argc, char **argv)
             image_opts = true;
             break;
         case OPTION_OBJECT:
-            error_report("Parameter 'qom-type' does not accept value '%s'",
-                         optarg);
-            return EXIT_FAILURE;
+            if (!img_tls_object(optarg)) {
+                return EXIT_FAILURE;
+            }
+            break;
         }
     }
     if (optind != argc - 1) {

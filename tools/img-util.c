@@ -155,36 +155,6 @@ int img_compare_buffers(const uint8_t *a, const uint8_t *b, int64_t bytes,
     return res;
 }
 
-/* Creation options of drivers that do not publish create_opts yet. */
-static const CreateOptDesc raw_create_opts[] = {
-    { "size", CREATE_OPT_SIZE, "Virtual disk size", NULL },
-    { NULL },
-};
-static const CreateOptDesc file_create_opts[] = {
-    { "size", CREATE_OPT_SIZE, "Virtual disk size", NULL },
-    { "nocow", CREATE_OPT_BOOL, NULL, NULL },
-    { "preallocation", CREATE_OPT_STRING, NULL, NULL },
-    { "extent_size_hint", CREATE_OPT_SIZE, NULL, NULL },
-    { NULL },
-};
-
-static const CreateOptDesc *create_opts_of(BlockDriver *drv)
-{
-    if (!drv) {
-        return NULL;
-    }
-    if (drv->create_opts) {
-        return drv->create_opts;
-    }
-    if (!strcmp(drv->format_name, "raw")) {
-        return raw_create_opts;
-    }
-    if (!strcmp(drv->format_name, "file")) {
-        return file_create_opts;
-    }
-    return NULL;
-}
-
 static const CreateOptDesc *find_opt(const CreateOptDesc *const *lists,
                                      int nlists, const char *name)
 {
@@ -213,7 +183,7 @@ json_t *img_util_create_opts(BlockDriver *drv, const char *options,
     BlockDriver *proto = drv->protocol_name ? NULL
                                             : bdrv_find_format("file");
     const CreateOptDesc *lists[2] = {
-        create_opts_of(drv), create_opts_of(proto),
+        img_create_opts_of(drv), img_create_opts_of(proto),
     };
 
     return img_util_parse_opts(lists, 2, options, errp);
@@ -233,8 +203,6 @@ json_t *img_util_parse_opts(const CreateOptDesc *const *lists, int nlists,
     json_object_foreach_safe(opts, tmp, key, val) {
         const CreateOptDesc *d = find_opt(lists, nlists, key);
         const char *s = json_string_value(val);
-        uint64_t sz;
-
         if (!d) {
             error_setg(errp, "Invalid parameter '%s'", key);
             goto fail;
@@ -242,37 +210,8 @@ json_t *img_util_parse_opts(const CreateOptDesc *const *lists, int nlists,
         if (!s) {
             continue;
         }
-        switch (d->type) {
-        case CREATE_OPT_SIZE:
-            if (qb_strtosz(s, NULL, &sz) < 0) {
-                error_setg(errp, "Parameter '%s' expects a non-negative "
-                           "number below 2^64", key);
-                error_append_hint(errp, "Optional suffix k, M, G, T, P or E "
-                                  "means kilo-, mega-, giga-, tera-, peta-\n"
-                                  "and exabytes, respectively.\n");
-                goto fail;
-            }
-            json_object_set_new(opts, key, json_integer((json_int_t)sz));
-            break;
-        case CREATE_OPT_BOOL:
-            if (strcmp(s, "on") && strcmp(s, "off")) {
-                error_setg(errp, "Parameter '%s' expects 'on' or 'off'", key);
-                goto fail;
-            }
-            break;
-        case CREATE_OPT_NUMBER: {
-            char *end;
-
-            errno = 0;
-            g_ascii_strtoull(s, &end, 0);
-            if (!*s || *end || errno || *s == '-') {
-                error_setg(errp, "Parameter '%s' expects a number", key);
-                goto fail;
-            }
-            break;
-        }
-        default:
-            break;
+        if (!img_check_create_opt(opts, key, s, d, errp)) {
+            goto fail;
         }
     }
     return opts;

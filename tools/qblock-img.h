@@ -14,6 +14,7 @@
 #include "util/common.h"
 #include "util/error.h"
 #include "block/block-backend.h"
+#include "block/block-int.h"
 #include <jansson.h>
 
 /* Subcommand entry points (one per tools/img-*.c). */
@@ -89,6 +90,17 @@ bool img_options_want_help(const char *opts);
 /* Parse a QemuOpts-style list ("a=b,,c,d=e") into a flat object of strings.
  * Errors: "Invalid option list: ..." / "Invalid parameter 'x'". */
 json_t *img_parse_optlist(const char *list, Error **errp);
+/* Creation options a driver accepts (-o): its create_opts, or a built-in
+ * table for raw and file while those drivers do not publish one.  NULL for
+ * a NULL driver or one without options. */
+const CreateOptDesc *img_create_opts_of(BlockDriver *drv);
+/* Type-check the -o value s of option d (named key) as qemu-img does;
+ * sizes are stored back into opts as integers. */
+bool img_check_create_opt(json_t *opts, const char *key, const char *s,
+                          const CreateOptDesc *d, Error **errp);
+/* --object: TLS credential / authz objects for the nbd driver's
+ * tls-creds (nbd/tls.c); other types are refused with QEMU's text. */
+bool img_tls_object(const char *arg);
 
 /*
  * Open an image as qemu-img's img_open does: filename + optional format, or

@@ -14,6 +14,7 @@
  *  3. Exit status is 1 if option parsing, the initial open or any command
  *     failed, 0 otherwise.
  */
+#include "nbd/tls.h"
 #include "tools/io-cmds.h"
 #include "block/block-int.h"
 #include "block/options.h"
@@ -448,7 +449,13 @@ static bool handle_object(const char *arg)
         return false;
     }
     type = qb_opt_get_str(o, "qom-type");
-    if (!type || strcmp(type, "secret")) {
+    if (nbd_tls_is_object_type(type)) {
+        /* TLS credentials for the nbd driver's tls-creds option. */
+        ok = nbd_tls_object_add(o, &err);
+        if (!ok) {
+            error_report_err(err);
+        }
+    } else if (!type || strcmp(type, "secret")) {
         error_report("Parameter 'qom-type' does not accept value '%s'",
                      type ? type : "");
     } else if (!qb_opt_get_str(o, "id")) {

@@ -4,6 +4,9 @@
  * --fork, --pid-file, -L to list a server's exports, cache/aio/discard/
  * detect-zeroes).  Kernel NBD devices (-c/-d) and snapshots (-s/-l) are
  * refused: qblock has no kernel client and no temporary overlays here.
+ * TLS as qemu-nbd: --object tls-creds-psk|tls-creds-x509|authz-simple,
+ * --tls-creds (server endpoint when serving, client endpoint with -L),
+ * --tls-authz (serving only), --tls-hostname (-L only).
  *
  * Life cycle (as qemu-nbd): open the image, listen, serve; without -t the
  * process exits once a client that chose an export has come and the last
@@ -11,6 +14,7 @@
  * socket is unlinked, the image closed).
  */
 #include "nbd/nbd.h"
+#include "nbd/tls.h"
 #include "block/block-backend.h"
 #include "block/block-int.h"
 #include "block/options.h"
@@ -24,7 +28,7 @@
 enum {
     OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_FORK, OPT_PID_FILE, OPT_CACHE,
     OPT_AIO, OPT_DISCARD, OPT_DETECT_ZEROES, OPT_TLSCREDS, OPT_TLSAUTHZ,
-    OPT_LOAD_SNAPSHOT,
+    OPT_LOAD_SNAPSHOT, OPT_TLSHOSTNAME,
 };
 
 static bool persistent;
@@ -61,6 +65,10 @@ static void usage(const char *name)
 "  -L, --list                list exports available from another NBD server\n"
 "  --object type,id=ID,...   define an object such as 'secret' for providing\n"
 "                            passwords and/or encryption keys\n"
+"  --tls-creds=ID            use id of an earlier --object to provide TLS\n"
+"  --tls-authz=ID            id of an earlier --object to provide\n"
+"                            authorization\n"
+"  --tls-hostname=HOSTNAME   override hostname used to check x509 certificate\n"
 "  --fork                    fork off the server process and exit the parent\n"
 "                            once the server is running\n"
 "  --pid-file=PATH           store the server's process ID in the given file\n"
@@ -135,18 +143,20 @@ static json_t *server_address(const char *sockpath, const char *bindto,
                      "port", port ? port : "10809");
 }
 
-static int do_list(json_t *addr)
+static int do_list(json_t *addr, NBDTLSCreds *creds, const char *hostname)
 {
     Error *err = NULL;
     int fd = nbd_socket_connect(addr, &err);
+    NBDSock sock;
     int ret;
 
     if (fd < 0) {
         error_report_err(err);
         return 1;
     }
-    ret = nbd_client_list(fd, stdout, &err);
-    close(fd);
+    nbd_sock_init(&sock, fd, qb_get_aio_context());
+    ret = nbd_client_list_sock(&sock, stdout, creds, hostname, &err);
+    nbd_sock_close(&sock);
     if (ret < 0) {
         error_report_err(err);
         return 1;
@@ -185,6 +195,7 @@ int main(int argc, char **argv)
         { "description", required_argument, NULL, 'D' },
         { "tls-creds", required_argument, NULL, OPT_TLSCREDS },
         { "tls-authz", required_argument, NULL, OPT_TLSAUTHZ },
+        { "tls-hostname", required_argument, NULL, OPT_TLSHOSTNAME },
         { "image-opts", no_argument, NULL, OPT_IMAGE_OPTS },
         { "trace", required_argument, NULL, 'T' },
         { "fork", no_argument, NULL, OPT_FORK },
@@ -194,6 +205,8 @@ int main(int argc, char **argv)
     const char *bindto = NULL, *port = NULL, *sockpath = NULL;
     const char *export_name = NULL, *desc = NULL, *fmt = NULL;
     const char *pid_file = NULL, *detect_zeroes = NULL;
+    const char *tls_creds = NULL, *tls_authz = NULL, *tls_hostname = NULL;
+    NBDTLSCreds *creds = NULL;
     g_autoptr(GPtrArray) bitmaps = g_ptr_array_new();
     bool readonly = false, list = false, alloc_depth = false;
     bool image_opts = false, do_fork = false, writethrough = false;
@@ -312,23 +325,30 @@ int main(int argc, char **argv)
         case 'D': desc = optarg; break;
         case 'T': break;
         case OPT_OBJECT: {
-            /* No QOM objects in qblock-nbd: report as QEMU does for an
-             * object type it does not know. */
+            /* Objects are created as they come (files are read now), as
+             * qemu-nbd does; only the TLS types exist here. */
             json_t *o = qb_keyval_parse(optarg, "qom-type", &err);
             const char *t = o ? qb_opt_get_str(o, "qom-type") : NULL;
             if (!o) {
                 error_report_err(err);
                 return 1;
             }
-            error_report("Parameter 'qom-type' does not accept value '%s'",
-                         t ? t : "");
+            if (!t) {
+                error_report("Parameter 'qom-type' is missing");
+                json_decref(o);
+                return 1;
+            }
+            if (!nbd_tls_object_add(o, &err)) {
+                error_report_err(err);
+                json_decref(o);
+                return 1;
+            }
             json_decref(o);
-            return 1;
+            break;
         }
-        case OPT_TLSCREDS:
-        case OPT_TLSAUTHZ:
-            error_report("TLS is not supported by qblock-nbd");
-            return 1;
+        case OPT_TLSCREDS: tls_creds = optarg; break;
+        case OPT_TLSAUTHZ: tls_authz = optarg; break;
+        case OPT_TLSHOSTNAME: tls_hostname = optarg; break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
         case OPT_FORK: do_fork = true; break;
         case OPT_PID_FILE: pid_file = optarg; break;
@@ -361,6 +381,31 @@ args_done:
                      qb_get_progname());
         return 1;
     }
+    /* The TLS checks in qemu-nbd's order. */
+    if (tls_authz && !tls_creds) {
+        error_report("--tls-authz is not permitted without --tls-creds");
+        return 1;
+    }
+    if (tls_hostname && !tls_creds) {
+        error_report("--tls-hostname is not permitted without --tls-creds");
+        return 1;
+    }
+    if (tls_creds) {
+        if (tls_hostname && !list) {
+            error_report("TLS hostname is only supported with export list");
+            return 1;
+        }
+        if (tls_authz && list) {
+            error_report("TLS authorization is incompatible with export list");
+            return 1;
+        }
+        creds = nbd_tls_creds_find(tls_creds, !list, &err);
+        if (!creds) {
+            error_prepend(&err, "Failed to get TLS creds: ");
+            error_report_err(err);
+            return 1;
+        }
+    }
     if (sockpath && (bindto || port)) {
         error_report("--socket and --bind/--port are mutually exclusive");
         return 1;
@@ -368,7 +413,11 @@ args_done:
     if (list) {
         int ret;
         addr = server_address(sockpath, bindto, port, true);
-        ret = do_list(addr);
+        ret = do_list(addr, creds,
+                      tls_hostname ? tls_hostname
+                                   : (sockpath ? NULL
+                                               : (bindto ? bindto
+                                                         : "localhost")));
         json_decref(addr);
         return ret;
     }
@@ -472,6 +521,7 @@ args_done:
                        GINT_TO_POINTER(sfd));
 
     the_export = exp;
+    nbd_server_set_tls(creds, tls_authz);
     nbd_server_set_client_closed_cb(client_closed, NULL);
     nbd_server_add_listen_fd(lfd, shared, &err);
 

@@ -4,7 +4,8 @@
  * server ({type: unix, path} | {type: inet, host, port}), export,
  * x-dirty-bitmap (report a meta context's extents as the allocation map),
  * reconnect-delay (accepted; no reconnection is attempted), tls-creds
- * (refused).  Filenames nbd://host[:port]/export,
+ * (STARTTLS with a client-endpoint tls-creds-psk/x509 object) and
+ * tls-hostname.  Filenames nbd://host[:port]/export,
  * nbd+unix:///export?socket=PATH and the legacy nbd:host:port /
  * nbd:unix:PATH[:exportname=NAME] forms.
  *
@@ -14,6 +15,7 @@
  * offsets within the request) before data is copied.
  */
 #include "nbd/nbd.h"
+#include "nbd/tls.h"
 #include "block/block-int.h"
 #include "block/graph.h"
 #include "block/options.h"
@@ -177,6 +179,8 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
 {
     BDRVNBDState *s = bs->opaque;
     g_autofree char *tls = NULL;
+    g_autofree char *tls_hostname = NULL;
+    g_autofree char *srv_host = NULL;
     g_autofree char *filename = qb_opt_take_str(options, "filename");
     json_t *srv;
     Error *local_err = NULL;
@@ -190,11 +194,13 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
         }
     }
     tls = qb_opt_take_str(options, "tls-creds");
+    tls_hostname = qb_opt_take_str(options, "tls-hostname");
     if (tls) {
-        error_setg(errp, "TLS is not supported by qblock's NBD client");
-        return -ENOTSUP;
+        s->info.tls_creds = nbd_tls_creds_find(tls, false, errp);
+        if (!s->info.tls_creds) {
+            return -EINVAL;
+        }
     }
-    g_free(qb_opt_take_str(options, "tls-hostname"));
     qb_opt_take_int(options, "reconnect-delay", 0, &local_err);
     if (local_err) {
         error_propagate(errp, local_err);
@@ -214,6 +220,7 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
     if (!srv) {
         return -EINVAL;
     }
+    srv_host = g_strdup(json_string_value(json_object_get(srv, "host")));
     fd = nbd_socket_connect(srv, errp);
     json_decref(srv);
     if (fd < 0) {
@@ -224,14 +231,23 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
         g_strconcat(NBD_META_DIRTY_BITMAP, s->bitmap, NULL) : NULL;
     s->info.request_structured = true;
     s->info.meta_context = ctx ? ctx : NBD_META_BASE_ALLOCATION;
-    if (nbd_client_handshake(fd, &s->info, errp) < 0) {
-        close(fd);
+    /* x509 checks the server's name: tls-hostname, else the host we
+     * connected to (QEMU's default for inet addresses). */
+    s->info.tls_hostname = tls_hostname ? tls_hostname : srv_host;
+    /* The handshake runs on the socket the requests will use: a TLS
+     * session negotiated by STARTTLS lives on it. */
+    co_mutex_init(&s->lock);
+    nbd_sock_init(&s->sock, fd, bs->aio_context ? bs->aio_context
+                                                : qb_get_aio_context());
+    if (nbd_client_handshake_sock(&s->sock, &s->info, errp) < 0) {
+        nbd_sock_close(&s->sock);
         return -EINVAL;
     }
     s->info.meta_context = NULL;
+    s->info.tls_hostname = NULL;
     if (s->bitmap && !s->info.meta_selected) {
         error_setg(errp, "requested x-dirty-bitmap %s not found", s->bitmap);
-        close(fd);
+        nbd_sock_close(&s->sock);
         return -EINVAL;
     }
     if (s->info.flags & NBD_FLAG_READ_ONLY) {
@@ -242,13 +258,10 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
             /* QEMU 7.2 reports the errno, not the reason. */
             error_free(ro_err);
             error_setg(errp, "Could not open image: %s", strerror(-ret));
-            close(fd);
+            nbd_sock_close(&s->sock);
             return ret;
         }
     }
-    co_mutex_init(&s->lock);
-    nbd_sock_init(&s->sock, fd, bs->aio_context ? bs->aio_context
-                                                : qb_get_aio_context());
     bs->total_sectors = QB_DIV_ROUND_UP(s->info.size, BDRV_SECTOR_SIZE);
     if (s->info.flags & NBD_FLAG_SEND_FUA) {
         bs->supported_write_flags = BDRV_REQ_FUA;
@@ -288,8 +301,13 @@ static void nbd_close(BlockDriverState *bs)
         uint8_t buf[NBD_REQUEST_SIZE];
         NBDRequest req = { .type = NBD_CMD_DISC, .handle = s->next_handle++ };
         nbd_encode_request(buf, &req);
-        /* Best effort, non-blocking: the server closes on its side. */
-        if (send(s->sock.fd, buf, sizeof(buf), MSG_NOSIGNAL | MSG_DONTWAIT)) {
+        /* Best effort, non-blocking: the server closes on its side.
+         * Under TLS the request must go through the session. */
+        if (s->sock.tls) {
+            bool out;
+            nbd_tls_send(&s->sock, buf, sizeof(buf), &out);
+        } else if (send(s->sock.fd, buf, sizeof(buf),
+                        MSG_NOSIGNAL | MSG_DONTWAIT)) {
             /* nothing to do either way */
         }
     }
@@ -344,6 +362,17 @@ static uint64_t be64(const uint8_t *p)
     return GUINT64_FROM_BE(v);
 }
 
+/*
+ * A failed socket read or write means the connection is gone (hard
+ * disconnect, server exit): as QEMU's client, report -EIO rather than the
+ * socket's errno (ECONNRESET, EPIPE, ESHUTDOWN), so callers print
+ * "Input/output error".  Errors the server sends stay as they are.
+ */
+static int coroutine_fn sock_read(BDRVNBDState *s, void *buf, size_t len)
+{
+    return nbd_sock_read(&s->sock, buf, len) < 0 ? -EIO : 0;
+}
+
 /* Read and check the reply to request handle; -errno from the server or
  * -EIO (and the connection marked broken) for protocol violations. */
 static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
@@ -352,11 +381,11 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
     uint8_t hdr[NBD_STRUCTURED_HDR_SIZE];
     int ret, err = 0;
 
-    if ((ret = nbd_sock_read(&s->sock, hdr, 4)) < 0) {
+    if ((ret = sock_read(s, hdr, 4)) < 0) {
         return ret;
     }
     if (be32(hdr) == NBD_SIMPLE_REPLY_MAGIC) {
-        if ((ret = nbd_sock_read(&s->sock, hdr + 4, 12)) < 0) {
+        if ((ret = sock_read(s, hdr + 4, 12)) < 0) {
             return ret;
         }
         if (be64(hdr + 8) != handle) {
@@ -368,7 +397,7 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
         }
         if (type == NBD_CMD_READ && r->len) {
             g_autofree uint8_t *buf = g_malloc(r->len);
-            if ((ret = nbd_sock_read(&s->sock, buf, r->len)) < 0) {
+            if ((ret = sock_read(s, buf, r->len)) < 0) {
                 return ret;
             }
             qiov_from_buf(r->qiov, 0, buf, r->len);
@@ -384,14 +413,14 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
         g_autofree uint8_t *payload = NULL;
 
         if (chunks > 0) {
-            if ((ret = nbd_sock_read(&s->sock, hdr, 4)) < 0) {
+            if ((ret = sock_read(s, hdr, 4)) < 0) {
                 return ret;
             }
             if (be32(hdr) != NBD_STRUCTURED_REPLY_MAGIC) {
                 return -EIO;
             }
         }
-        if ((ret = nbd_sock_read(&s->sock, hdr + 4, 16)) < 0) {
+        if ((ret = sock_read(s, hdr + 4, 16)) < 0) {
             return ret;
         }
         flags = GUINT16_FROM_BE(*(uint16_t *)(hdr + 4));
@@ -402,7 +431,7 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
             return -EIO;
         }
         payload = g_malloc(MAX(len, 1));
-        if (len && (ret = nbd_sock_read(&s->sock, payload, len)) < 0) {
+        if (len && (ret = sock_read(s, payload, len)) < 0) {
             return ret;
         }
         switch (ctype) {
@@ -512,11 +541,12 @@ static int coroutine_fn nbd_request(BlockDriverState *bs, uint16_t type,
     }
     if (ret >= 0) {
         ret = receive_reply(s, req.handle, type, r);
-        if (ret == -EIO || ret == -ECONNRESET || ret == -ESHUTDOWN) {
+        if (ret == -EIO) {
             s->broken = true;
         }
     } else {
         s->broken = true;
+        ret = -EIO;
     }
     co_mutex_unlock(&s->lock);
     return ret;

@@ -284,6 +284,8 @@ typedef struct NBDExportInfo {
     char *name;
     bool request_structured;
     const char *meta_context;  /* context to select (NULL: none) */
+    struct NBDTLSCreds *tls_creds; /* STARTTLS with these (client endpoint) */
+    const char *tls_hostname;  /* x509: name the certificate must carry */
     /* Out: */
     bool structured;
     uint64_t size;
@@ -302,5 +304,11 @@ void nbd_export_info_clear(NBDExportInfo *info);
 
 /* qemu-nbd -L: list exports with their details; output to out. */
 int nbd_client_list(int fd, FILE *out, Error **errp);
+
+/* The same over an NBDSock (nbd_sock_init'ed), with STARTTLS first when
+ * info->tls_creds / creds is set; the TLS session stays on the socket. */
+int nbd_client_handshake_sock(NBDSock *s, NBDExportInfo *info, Error **errp);
+int nbd_client_list_sock(NBDSock *s, FILE *out, struct NBDTLSCreds *creds,
+                         const char *hostname, Error **errp);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "util/common.h"
 #include "util/error.h"
+#include <jansson.h>
 
 typedef struct NBDTLSCreds NBDTLSCreds;
 typedef struct NBDSock NBDSock;
@@ -30,6 +31,11 @@ bool nbd_tls_creds_add(const char *type, const char *id, const char *dir,
 /* By id, checking the endpoint, with QEMU's texts. */
 NBDTLSCreds *nbd_tls_creds_find(const char *id, bool server, Error **errp);
 bool nbd_tls_object_exists(const char *id);
+
+/* A --object of one of the types above (keyval parsed into obj, with
+ * "qom-type"), as qemu-nbd creates it; QEMU's texts on error. */
+bool nbd_tls_is_object_type(const char *type);
+bool nbd_tls_object_add(json_t *obj, Error **errp);
 
 /* authz-simple,id=ID,identity=NAME */
 bool nbd_tls_authz_add(const char *id, const char *identity, Error **errp);

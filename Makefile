@@ -35,6 +35,7 @@ demo: build
 
 bench: build
 	@scripts/bench
+	@for b in qcow2 bitmaps qmp nbd; do scripts/bench-$$b --build $(BUILD) || exit 1; done
 
 # libFuzzer targets (tests/fuzz/): clang build with coverage + ASan/UBSan,
 # then replay each seed corpus and fuzz FUZZ_SECONDS per target.

@@ -156,20 +156,41 @@ static int check_l1(CheckState *cs, uint64_t l1_offset, uint32_t l1_size,
     return 0;
 }
 
-static void count_bitmaps(CheckState *cs)
+/*
+ * A bitmap table entry QEMU refuses to load: reserved bits set, or a data
+ * offset that is unaligned or combined with the "all ones" flag.
+ */
+static bool bitmap_entry_invalid(BDRVQcow2State *s, uint64_t e)
+{
+    uint64_t off = e & UINT64_C(0x00fffffffffffe00);
+
+    if (e & UINT64_C(0xff000000000001fe)) {
+        return true;
+    }
+    return off && ((e & 1) || qcow2_offset_into_cluster(s, off));
+}
+
+/*
+ * References of the bitmap directory and of every bitmap's table and data,
+ * in_use bitmaps included.  As in QEMU 7.2, a table that cannot be read or
+ * holds an invalid entry is a corruption that fails the whole check
+ * (-EINVAL: "Check failed: Invalid argument"), even though such an image
+ * still opens.
+ */
+static int count_bitmaps(CheckState *cs)
 {
     BDRVQcow2State *s = cs->s;
     uint64_t size = s->hi.bitmap_dir_size;
     g_autofree uint8_t *dir = NULL;
 
     if (!s->hi.has_bitmaps_ext || !size || size > 65535 * 1024) {
-        return;
+        return 0;
     }
     inc_refs(cs, s->hi.bitmap_dir_offset, size);
     dir = g_malloc(size);
     if (bdrv_pread(cs->bs->file, s->hi.bitmap_dir_offset, size, dir, 0) < 0) {
         cs->res->corruptions++;
-        return;
+        return 0;
     }
     uint64_t off = 0;
     for (uint32_t i = 0; i < s->hi.nb_bitmaps && off + 24 <= size; i++) {
@@ -180,21 +201,28 @@ static void count_bitmaps(CheckState *cs)
         if (tsize && tsize <= 0x8000000) {
             g_autofree uint64_t *t = g_try_new(uint64_t, tsize);
             inc_refs(cs, tab, (int64_t)tsize * 8);
-            if (t && bdrv_pread(cs->bs->file, tab, (int64_t)tsize * 8, t,
-                                0) >= 0) {
-                for (uint32_t k = 0; k < tsize; k++) {
-                    uint64_t d = GUINT64_FROM_BE(t[k]) &
-                                 UINT64_C(0x00fffffffffffe00);
-                    if (d) {
-                        inc_refs(cs, d, s->cluster_size);
-                    }
-                }
-            } else {
+            if (!t || bdrv_pread(cs->bs->file, tab, (int64_t)tsize * 8, t,
+                                 0) < 0) {
                 cs->res->corruptions++;
+                return -EINVAL;
+            }
+            for (uint32_t k = 0; k < tsize; k++) {
+                if (bitmap_entry_invalid(s, GUINT64_FROM_BE(t[k]))) {
+                    cs->res->corruptions++;
+                    return -EINVAL;
+                }
+            }
+            for (uint32_t k = 0; k < tsize; k++) {
+                uint64_t d = GUINT64_FROM_BE(t[k]) &
+                             UINT64_C(0x00fffffffffffe00);
+                if (d) {
+                    inc_refs(cs, d, s->cluster_size);
+                }
             }
         }
         off += QB_ALIGN_UP(24 + (uint64_t)extra + name_len, 8);
     }
+    return 0;
 }
 
 /* COPIED must be set exactly on entries whose cluster has refcount 1. */
@@ -305,7 +333,10 @@ static int calculate_refcounts(CheckState *cs, int64_t file_len)
             return ret;
         }
     }
-    count_bitmaps(cs);
+    ret = count_bitmaps(cs);
+    if (ret < 0) {
+        return ret;
+    }
     inc_refs(cs, s->hi.h.refcount_table_offset,
              (int64_t)s->refcount_table_size * 8);
     for (uint32_t i = 0; i < s->refcount_table_size; i++) {

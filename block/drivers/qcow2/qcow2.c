@@ -1123,6 +1123,7 @@ BlockDriver bdrv_qcow2 = {
     .bdrv_amend_options = qcow2_amend_options,
     .bdrv_change_backing_file = qcow2_change_backing_file,
     .bdrv_make_empty = qcow2_make_empty,
+    .bdrv_measure = qcow2_measure,
     .bdrv_co_can_store_new_dirty_bitmap = qcow2_co_can_store_new_dirty_bitmap,
     .bdrv_co_remove_persistent_dirty_bitmap =
         qcow2_co_remove_persistent_dirty_bitmap,

@@ -440,6 +440,11 @@ int qcow2_amend_options(BlockDriverState *bs, json_t *opts,
                                           int64_t total, void *opaque),
                         void *cb_opaque, bool force, Error **errp);
 
+/* ---- measure (measure.c) ---- */
+extern BlockDriver bdrv_qcow2;
+int qcow2_measure(json_t *opts, BlockDriverState *in_bs,
+                  BlockMeasureInfo *info, Error **errp);
+
 /* ---- check (check.c) ---- */
 int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix);
 

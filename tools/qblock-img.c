@@ -175,9 +175,9 @@ int main(int argc, char **argv)
         case 'h':
             img_help();
         case 'V':
+            /* Our own name and version: qblock is not QEMU, so it does not
+             * print QEMU's copyright line (qemu-img -V's second line). */
             print_version();
-            printf("Copyright (c) 2003-2022 Fabrice Bellard and the QEMU "
-                   "Project developers (command line interface)\n");
             return EXIT_SUCCESS;
         case 'T': {
             /* There are no trace events (yet): accept the option, and warn

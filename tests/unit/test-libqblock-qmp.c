@@ -215,6 +215,7 @@ static void test_events_and_shutdown(void)
     g_assert(g_file_test(path, G_FILE_TEST_EXISTS));
 
     /* Shutdown closes handles and QMP nodes alike. */
+    g_free(cmd);
     cmd = g_strdup_printf("{\"execute\": \"blockdev-add\", \"arguments\": "
                           "{\"driver\": \"file\", \"node-name\": \"f0\", "
                           "\"filename\": \"%s\"}}", path);

@@ -11,6 +11,7 @@
  * allocation (option replies at NBD_MAX_OPTION_SIZE).
  */
 #include "nbd/nbd.h"
+#include "util/bswap.h"
 #include "nbd/tls.h"
 
 #include <sys/socket.h>
@@ -60,27 +61,6 @@ static void put16(GByteArray *b, uint16_t v)
     g_byte_array_append(b, (guint8 *)&v, 2);
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_BE(v);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return GUINT16_FROM_BE(v);
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_BE(v);
-}
-
 static int send_option(NBDSock *fd, uint32_t opt, const void *data, uint32_t len,
                        Error **errp)
 {
@@ -106,18 +86,18 @@ static int read_reply(NBDSock *fd, uint32_t opt, uint32_t *type, uint8_t **data,
     if (read_full(fd, hdr, sizeof(hdr), errp) < 0) {
         return -1;
     }
-    if (get64(hdr) != NBD_REP_MAGIC) {
+    if (ld64_be(hdr) != NBD_REP_MAGIC) {
         error_setg(errp, "Unexpected option reply magic");
         return -1;
     }
-    if (get32(hdr + 8) != opt) {
+    if (ld32_be(hdr + 8) != opt) {
         error_setg(errp, "Unexpected option type %u (%s), expected %u (%s)",
-                   get32(hdr + 8), nbd_opt_name(get32(hdr + 8)), opt,
+                   ld32_be(hdr + 8), nbd_opt_name(ld32_be(hdr + 8)), opt,
                    nbd_opt_name(opt));
         return -1;
     }
-    *type = get32(hdr + 12);
-    *len = get32(hdr + 16);
+    *type = ld32_be(hdr + 12);
+    *len = ld32_be(hdr + 16);
     if (*len > NBD_MAX_OPTION_SIZE) {
         error_setg(errp, "server's reply to option %s is too long",
                    nbd_opt_name(opt));
@@ -141,23 +121,23 @@ static int client_greeting(NBDSock *fd, bool *no_zeroes, Error **errp)
         error_prepend(errp, "Failed to read initial magic: ");
         return -1;
     }
-    if (get64(buf) != NBD_INIT_MAGIC) {
+    if (ld64_be(buf) != NBD_INIT_MAGIC) {
         error_setg(errp, "Invalid magic received");
         return -1;
     }
-    if (get64(buf + 8) == NBD_CLIENT_MAGIC) {
+    if (ld64_be(buf + 8) == NBD_CLIENT_MAGIC) {
         error_setg(errp, "Server uses the oldstyle protocol, which is not "
                    "supported");
         return -1;
     }
-    if (get64(buf + 8) != NBD_OPTS_MAGIC) {
+    if (ld64_be(buf + 8) != NBD_OPTS_MAGIC) {
         error_setg(errp, "Bad server magic received");
         return -1;
     }
     if (read_full(fd, buf + 16, 2, errp) < 0) {
         return -1;
     }
-    uint16_t sflags = get16(buf + 16);
+    uint16_t sflags = ld16_be(buf + 16);
     if (!(sflags & NBD_FLAG_FIXED_NEWSTYLE)) {
         error_setg(errp, "Server does not support fixed newstyle negotiation");
         return -1;
@@ -300,7 +280,7 @@ static int client_meta(NBDSock *fd, uint32_t opt, const char *export,
         if (type == NBD_REP_META_CONTEXT && len >= 4) {
             found = true;
             if (id) {
-                *id = get32(data);
+                *id = ld32_be(data);
             }
             if (names) {
                 g_ptr_array_add(names, g_strndup((char *)data + 4, len - 4));
@@ -356,15 +336,15 @@ static int client_info_go(NBDSock *fd, uint32_t opt, NBDExportInfo *info,
                        nbd_opt_name(opt));
             return -1;
         }
-        switch (get16(data)) {
+        switch (ld16_be(data)) {
         case NBD_INFO_EXPORT:
             if (len != 12) {
                 error_setg(errp, "remaining export info len %u is "
                            "unexpected size", len - 2);
                 return -1;
             }
-            info->size = get64(data + 2);
-            info->flags = get16(data + 10);
+            info->size = ld64_be(data + 2);
+            info->flags = ld16_be(data + 10);
             break;
         case NBD_INFO_BLOCK_SIZE:
             if (len != 14) {
@@ -372,9 +352,9 @@ static int client_info_go(NBDSock *fd, uint32_t opt, NBDExportInfo *info,
                            "unexpected size", len - 2);
                 return -1;
             }
-            info->min_block = get32(data + 2);
-            info->opt_block = get32(data + 6);
-            info->max_block = get32(data + 10);
+            info->min_block = ld32_be(data + 2);
+            info->opt_block = ld32_be(data + 6);
+            info->max_block = ld32_be(data + 10);
             break;
         case NBD_INFO_DESCRIPTION:
             g_free(info->description);
@@ -436,8 +416,8 @@ int nbd_client_handshake_sock(NBDSock *fd, NBDExportInfo *info,
             error_prepend(errp, "Failed to read export length: ");
             return -1;
         }
-        info->size = get64(buf);
-        info->flags = get16(buf + 8);
+        info->size = ld64_be(buf);
+        info->flags = ld16_be(buf + 8);
     }
     if (info->size > INT64_MAX) {
         error_setg(errp, "Export size too large");
@@ -504,7 +484,7 @@ int nbd_client_list_sock(NBDSock *fd, FILE *out, NBDTLSCreds *creds,
             break;
         }
         if (type != NBD_REP_SERVER || len < 4 ||
-            (nlen = get32(data)) > len - 4) {
+            (nlen = ld32_be(data)) > len - 4) {
             report_rep_err(type, data, len, NBD_OPT_LIST, errp);
             return -1;
         }

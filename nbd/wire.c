@@ -6,85 +6,47 @@
  * unit test can drive them without sockets.
  */
 #include "nbd/nbd.h"
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-    v = GUINT16_TO_BE(v);
-    memcpy(p, &v, 2);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    v = GUINT32_TO_BE(v);
-    memcpy(p, &v, 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    v = GUINT64_TO_BE(v);
-    memcpy(p, &v, 8);
-}
-
-static uint16_t get_be16(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return GUINT16_FROM_BE(v);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_BE(v);
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_BE(v);
-}
+#include "util/bswap.h"
 
 void nbd_encode_request(uint8_t buf[NBD_REQUEST_SIZE], const NBDRequest *req)
 {
-    put_be32(buf, NBD_REQUEST_MAGIC);
-    put_be16(buf + 4, req->flags);
-    put_be16(buf + 6, req->type);
-    put_be64(buf + 8, req->handle);
-    put_be64(buf + 16, req->offset);
-    put_be32(buf + 24, req->len);
+    st32_be(buf, NBD_REQUEST_MAGIC);
+    st16_be(buf + 4, req->flags);
+    st16_be(buf + 6, req->type);
+    st64_be(buf + 8, req->handle);
+    st64_be(buf + 16, req->offset);
+    st32_be(buf + 24, req->len);
 }
 
 bool nbd_decode_request(const uint8_t buf[NBD_REQUEST_SIZE], NBDRequest *req)
 {
-    if (get_be32(buf) != NBD_REQUEST_MAGIC) {
+    if (ld32_be(buf) != NBD_REQUEST_MAGIC) {
         return false;
     }
-    req->flags = get_be16(buf + 4);
-    req->type = get_be16(buf + 6);
-    req->handle = get_be64(buf + 8);
-    req->offset = get_be64(buf + 16);
-    req->len = get_be32(buf + 24);
+    req->flags = ld16_be(buf + 4);
+    req->type = ld16_be(buf + 6);
+    req->handle = ld64_be(buf + 8);
+    req->offset = ld64_be(buf + 16);
+    req->len = ld32_be(buf + 24);
     return true;
 }
 
 void nbd_encode_simple_reply(uint8_t buf[NBD_SIMPLE_REPLY_SIZE],
                              uint32_t error, uint64_t handle)
 {
-    put_be32(buf, NBD_SIMPLE_REPLY_MAGIC);
-    put_be32(buf + 4, error);
-    put_be64(buf + 8, handle);
+    st32_be(buf, NBD_SIMPLE_REPLY_MAGIC);
+    st32_be(buf + 4, error);
+    st64_be(buf + 8, handle);
 }
 
 void nbd_encode_structured_hdr(uint8_t buf[NBD_STRUCTURED_HDR_SIZE],
                                const NBDStructuredReplyHdr *hdr)
 {
-    put_be32(buf, NBD_STRUCTURED_REPLY_MAGIC);
-    put_be16(buf + 4, hdr->flags);
-    put_be16(buf + 6, hdr->type);
-    put_be64(buf + 8, hdr->handle);
-    put_be32(buf + 16, hdr->length);
+    st32_be(buf, NBD_STRUCTURED_REPLY_MAGIC);
+    st16_be(buf + 4, hdr->flags);
+    st16_be(buf + 6, hdr->type);
+    st64_be(buf + 8, hdr->handle);
+    st32_be(buf + 16, hdr->length);
 }
 
 uint32_t nbd_errno_to_wire(int err)

@@ -15,6 +15,7 @@
  * offsets within the request) before data is copied.
  */
 #include "nbd/nbd.h"
+#include "util/bswap.h"
 #include "nbd/tls.h"
 #include "block/block-int.h"
 #include "block/graph.h"
@@ -348,20 +349,6 @@ typedef struct Reply {
     bool got_status;
 } Reply;
 
-static uint32_t be32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_BE(v);
-}
-
-static uint64_t be64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_BE(v);
-}
-
 /*
  * A failed socket read or write means the connection is gone (hard
  * disconnect, server exit): as QEMU's client, report -EIO rather than the
@@ -384,14 +371,14 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
     if ((ret = sock_read(s, hdr, 4)) < 0) {
         return ret;
     }
-    if (be32(hdr) == NBD_SIMPLE_REPLY_MAGIC) {
+    if (ld32_be(hdr) == NBD_SIMPLE_REPLY_MAGIC) {
         if ((ret = sock_read(s, hdr + 4, 12)) < 0) {
             return ret;
         }
-        if (be64(hdr + 8) != handle) {
+        if (ld64_be(hdr + 8) != handle) {
             return -EIO;
         }
-        err = nbd_wire_to_errno(be32(hdr + 4));
+        err = nbd_wire_to_errno(ld32_be(hdr + 4));
         if (err) {
             return -err;
         }
@@ -404,7 +391,7 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
         }
         return 0;
     }
-    if (be32(hdr) != NBD_STRUCTURED_REPLY_MAGIC || !s->info.structured) {
+    if (ld32_be(hdr) != NBD_STRUCTURED_REPLY_MAGIC || !s->info.structured) {
         return -EIO;
     }
     for (int chunks = 0; ; chunks++) {
@@ -416,7 +403,7 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
             if ((ret = sock_read(s, hdr, 4)) < 0) {
                 return ret;
             }
-            if (be32(hdr) != NBD_STRUCTURED_REPLY_MAGIC) {
+            if (ld32_be(hdr) != NBD_STRUCTURED_REPLY_MAGIC) {
                 return -EIO;
             }
         }
@@ -425,8 +412,8 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
         }
         flags = GUINT16_FROM_BE(*(uint16_t *)(hdr + 4));
         ctype = GUINT16_FROM_BE(*(uint16_t *)(hdr + 6));
-        len = be32(hdr + 16);
-        if (be64(hdr + 8) != handle ||
+        len = ld32_be(hdr + 16);
+        if (ld64_be(hdr + 8) != handle ||
             len > NBD_MAX_BUFFER_SIZE + 4096) {
             return -EIO;
         }
@@ -445,7 +432,7 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
             if (type != NBD_CMD_READ || len < 8) {
                 return -EIO;
             }
-            off = be64(payload);
+            off = ld64_be(payload);
             if (off < r->offset || off + (len - 8) > r->offset + r->len) {
                 return -EIO;
             }
@@ -458,8 +445,8 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
             if (type != NBD_CMD_READ || len != 12) {
                 return -EIO;
             }
-            off = be64(payload);
-            hl = be32(payload + 8);
+            off = ld64_be(payload);
+            hl = ld32_be(payload + 8);
             if (off < r->offset || off + hl > r->offset + r->len) {
                 return -EIO;
             }
@@ -470,13 +457,13 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
             if (type != NBD_CMD_BLOCK_STATUS || len < 12 || (len - 4) % 8) {
                 return -EIO;
             }
-            if (be32(payload) == s->info.meta_id && !r->got_status) {
-                uint32_t elen = be32(payload + 4);
+            if (ld32_be(payload) == s->info.meta_id && !r->got_status) {
+                uint32_t elen = ld32_be(payload + 4);
                 if (elen == 0) {
                     return -EIO;
                 }
                 *r->pnum = MIN((uint64_t)elen, r->len);
-                *r->bs_flags = be32(payload + 8);
+                *r->bs_flags = ld32_be(payload + 8);
                 r->got_status = true;
             }
             break;
@@ -486,7 +473,7 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
                     return -EIO;
                 }
                 if (!err) {
-                    err = nbd_wire_to_errno(be32(payload));
+                    err = nbd_wire_to_errno(ld32_be(payload));
                     if (!err) {
                         err = EIO;
                     }

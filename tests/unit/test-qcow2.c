@@ -6,11 +6,9 @@
  * behaviour (through an in-memory I/O hook).
  */
 #include "util/common.h"
+#include "util/bswap.h"
 #include "util/error.h"
 #include "../../block/drivers/qcow2/qcow2.h"
-
-static void put32(uint8_t *p, uint32_t v) { v = GUINT32_TO_BE(v); memcpy(p, &v, 4); }
-static void put64(uint8_t *p, uint64_t v) { v = GUINT64_TO_BE(v); memcpy(p, &v, 8); }
 
 /* A header like `qemu-img create -f qcow2 x 64M` writes. */
 static uint8_t *make_header(size_t *len)
@@ -151,9 +149,9 @@ static void test_header_corrupt(void)
         Error *err = NULL;
 
         if (cases[i].width == 8) {
-            put64(buf + cases[i].off, cases[i].val);
+            st64_be(buf + cases[i].off, cases[i].val);
         } else if (cases[i].width == 4) {
-            put32(buf + cases[i].off, cases[i].val);
+            st32_be(buf + cases[i].off, cases[i].val);
         } else {
             buf[cases[i].off] = cases[i].val;
         }

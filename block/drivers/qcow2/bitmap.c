@@ -19,43 +19,10 @@
  * Format and texts: shared/docs/qcow2-bitmaps.md (section numbers below).
  */
 #include "bitmap.h"
+#include "util/bswap.h"
 #include "block/dirty-bitmap.h"
 
 /* Unaligned big-endian accessors for directory bytes. */
-static uint16_t lduw_be_p(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return GUINT16_FROM_BE(v);
-}
-static uint32_t ldl_be_p(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_BE(v);
-}
-static uint64_t ldq_be_p(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_BE(v);
-}
-static void stw_be_p(uint8_t *p, uint16_t v)
-{
-    v = GUINT16_TO_BE(v);
-    memcpy(p, &v, 2);
-}
-static void stl_be_p(uint8_t *p, uint32_t v)
-{
-    v = GUINT32_TO_BE(v);
-    memcpy(p, &v, 4);
-}
-static void stq_be_p(uint8_t *p, uint64_t v)
-{
-    v = GUINT64_TO_BE(v);
-    memcpy(p, &v, 8);
-}
-
 static void entry_free(gpointer p)
 {
     Qcow2BitmapEntry *e = p;
@@ -158,20 +125,20 @@ GPtrArray *qcow2_bitmap_dir_parse(const uint8_t *buf, uint64_t size,
         if (size - off < QCOW2_BME_HEADER_SIZE) {
             goto broken;
         }
-        extra = ldl_be_p(p + 20);
+        extra = ld32_be(p + 20);
         if (extra != 0) {
             error_setg(errp, "Bitmap extra data is not supported");
             return NULL;
         }
-        name_size = lduw_be_p(p + 18);
+        name_size = ld16_be(p + 18);
         esize = qcow2_bitmap_dir_entry_size(name_size);
         if (esize > size - off) {
             goto broken;
         }
         e = g_new0(Qcow2BitmapEntry, 1);
-        e->table_offset = ldq_be_p(p);
-        e->table_size = ldl_be_p(p + 8);
-        e->flags = ldl_be_p(p + 12);
+        e->table_offset = ld64_be(p);
+        e->table_size = ld32_be(p + 8);
+        e->flags = ld32_be(p + 12);
         e->type = p[16];
         e->granularity_bits = p[17];
         e->name = g_strndup((const char *)p + QCOW2_BME_HEADER_SIZE,
@@ -212,13 +179,13 @@ uint8_t *qcow2_bitmap_dir_build(GPtrArray *entries, uint64_t *size)
     for (guint i = 0; i < entries->len; i++) {
         Qcow2BitmapEntry *e = entries->pdata[i];
         size_t nl = strlen(e->name);
-        stq_be_p(buf + off, e->table_offset);
-        stl_be_p(buf + off + 8, e->table_size);
-        stl_be_p(buf + off + 12, e->flags);
+        st64_be(buf + off, e->table_offset);
+        st32_be(buf + off + 8, e->table_size);
+        st32_be(buf + off + 12, e->flags);
         buf[off + 16] = e->type;
         buf[off + 17] = e->granularity_bits;
-        stw_be_p(buf + off + 18, nl);
-        stl_be_p(buf + off + 20, 0);
+        st16_be(buf + off + 18, nl);
+        st32_be(buf + off + 20, 0);
         memcpy(buf + off + QCOW2_BME_HEADER_SIZE, e->name, nl);
         off += qcow2_bitmap_dir_entry_size(nl);
     }

@@ -12,11 +12,7 @@
  * then the backing file name.
  */
 #include "qcow2.h"
-
-static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return GUINT32_FROM_BE(v); }
-static uint64_t rd64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return GUINT64_FROM_BE(v); }
-static void wr32(uint8_t *p, uint32_t v) { v = GUINT32_TO_BE(v); memcpy(p, &v, 4); }
-static void wr64(uint8_t *p, uint64_t v) { v = GUINT64_TO_BE(v); memcpy(p, &v, 8); }
+#include "util/bswap.h"
 
 static void unknown_ext_free(gpointer p)
 {
@@ -115,8 +111,8 @@ static int parse_extensions(const uint8_t *buf, size_t buf_len, uint64_t start,
         end = buf_len;
     }
     while (off + 8 <= end) {
-        uint32_t magic = rd32(buf + off);
-        uint32_t len = rd32(buf + off + 4);
+        uint32_t magic = ld32_be(buf + off);
+        uint32_t len = ld32_be(buf + off + 4);
         off += 8;
         if (off > end || len > end - off) {
             error_setg(errp, "Header extension too large");
@@ -156,8 +152,8 @@ static int parse_extensions(const uint8_t *buf, size_t buf_len, uint64_t start,
                 return -EINVAL;
             }
             hi->has_crypto_ext = true;
-            hi->crypto_offset = rd64(d);
-            hi->crypto_length = rd64(d + 8);
+            hi->crypto_offset = ld64_be(d);
+            hi->crypto_length = ld64_be(d + 8);
             break;
         case QCOW2_EXT_BITMAPS:
             if (!(hi->h.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) ||
@@ -174,13 +170,13 @@ static int parse_extensions(const uint8_t *buf, size_t buf_len, uint64_t start,
                 error_setg(errp, "bitmaps_ext: Invalid extension length");
                 return -EINVAL;
             }
-            if (rd32(d + 4) != 0) {
+            if (ld32_be(d + 4) != 0) {
                 error_setg(errp, "bitmaps_ext: Reserved field is not zero");
                 return -EINVAL;
             }
-            hi->nb_bitmaps = rd32(d);
-            hi->bitmap_dir_size = rd64(d + 8);
-            hi->bitmap_dir_offset = rd64(d + 16);
+            hi->nb_bitmaps = ld32_be(d);
+            hi->bitmap_dir_size = ld64_be(d + 8);
+            hi->bitmap_dir_offset = ld64_be(d + 16);
             if (hi->nb_bitmaps > 65535) {
                 error_setg(errp, "bitmaps_ext: Image has %u bitmaps, exceeding "
                            "the QEMU supported maximum of 65535",
@@ -230,23 +226,23 @@ int qcow2_parse_header(const uint8_t *buf, size_t buf_len, int64_t file_size,
     int cluster_size;
 
     memcpy(fixed, buf, MIN(buf_len, sizeof(fixed)));
-    h->magic = rd32(fixed);
+    h->magic = ld32_be(fixed);
     if (buf_len < QCOW2_V2_HEADER_SIZE || h->magic != QCOW2_MAGIC) {
         error_setg(errp, "Image is not in qcow2 format");
         return -EINVAL;
     }
-    h->version = rd32(fixed + 4);
-    h->backing_file_offset = rd64(fixed + 8);
-    h->backing_file_size = rd32(fixed + 16);
-    h->cluster_bits = rd32(fixed + 20);
-    h->size = rd64(fixed + 24);
-    h->crypt_method = rd32(fixed + 32);
-    h->l1_size = rd32(fixed + 36);
-    h->l1_table_offset = rd64(fixed + 40);
-    h->refcount_table_offset = rd64(fixed + 48);
-    h->refcount_table_clusters = rd32(fixed + 56);
-    h->nb_snapshots = rd32(fixed + 60);
-    h->snapshots_offset = rd64(fixed + 64);
+    h->version = ld32_be(fixed + 4);
+    h->backing_file_offset = ld64_be(fixed + 8);
+    h->backing_file_size = ld32_be(fixed + 16);
+    h->cluster_bits = ld32_be(fixed + 20);
+    h->size = ld64_be(fixed + 24);
+    h->crypt_method = ld32_be(fixed + 32);
+    h->l1_size = ld32_be(fixed + 36);
+    h->l1_table_offset = ld64_be(fixed + 40);
+    h->refcount_table_offset = ld64_be(fixed + 48);
+    h->refcount_table_clusters = ld32_be(fixed + 56);
+    h->nb_snapshots = ld32_be(fixed + 60);
+    h->snapshots_offset = ld64_be(fixed + 64);
 
     if (h->version < 2 || h->version > 3) {
         error_setg(errp, "Unsupported qcow2 version %u", h->version);
@@ -271,11 +267,11 @@ int qcow2_parse_header(const uint8_t *buf, size_t buf_len, int64_t file_size,
             error_setg(errp, "qcow2 header too short");
             return -EINVAL;
         }
-        h->incompatible_features = rd64(fixed + 72);
-        h->compatible_features = rd64(fixed + 80);
-        h->autoclear_features = rd64(fixed + 88);
-        h->refcount_order = rd32(fixed + 96);
-        h->header_length = rd32(fixed + 100);
+        h->incompatible_features = ld64_be(fixed + 72);
+        h->compatible_features = ld64_be(fixed + 80);
+        h->autoclear_features = ld64_be(fixed + 88);
+        h->refcount_order = ld32_be(fixed + 96);
+        h->header_length = ld32_be(fixed + 100);
         if (h->header_length < QCOW2_V3_HEADER_SIZE) {
             error_setg(errp, "qcow2 header too short");
             return -EINVAL;
@@ -423,8 +419,8 @@ static bool put_ext(uint8_t *buf, size_t buf_len, size_t *off, uint32_t magic,
     if (*off + need > buf_len) {
         return false;
     }
-    wr32(buf + *off, magic);
-    wr32(buf + *off + 4, len);
+    st32_be(buf + *off, magic);
+    st32_be(buf + *off + 4, len);
     if (len) {
         memcpy(buf + *off + 8, data, len);
     }
@@ -445,24 +441,24 @@ int qcow2_build_header(const Qcow2HeaderInfo *hi, uint8_t *buf,
         return -ENOSPC;
     }
     memset(buf, 0, buf_len);
-    wr32(buf, QCOW2_MAGIC);
-    wr32(buf + 4, h->version);
+    st32_be(buf, QCOW2_MAGIC);
+    st32_be(buf + 4, h->version);
     /* backing_file_offset/size filled in below */
-    wr32(buf + 20, h->cluster_bits);
-    wr64(buf + 24, h->size);
-    wr32(buf + 32, h->crypt_method);
-    wr32(buf + 36, h->l1_size);
-    wr64(buf + 40, h->l1_table_offset);
-    wr64(buf + 48, h->refcount_table_offset);
-    wr32(buf + 56, h->refcount_table_clusters);
-    wr32(buf + 60, h->nb_snapshots);
-    wr64(buf + 64, h->snapshots_offset);
+    st32_be(buf + 20, h->cluster_bits);
+    st64_be(buf + 24, h->size);
+    st32_be(buf + 32, h->crypt_method);
+    st32_be(buf + 36, h->l1_size);
+    st64_be(buf + 40, h->l1_table_offset);
+    st64_be(buf + 48, h->refcount_table_offset);
+    st32_be(buf + 56, h->refcount_table_clusters);
+    st32_be(buf + 60, h->nb_snapshots);
+    st64_be(buf + 64, h->snapshots_offset);
     if (h->version >= 3) {
-        wr64(buf + 72, h->incompatible_features);
-        wr64(buf + 80, h->compatible_features);
-        wr64(buf + 88, h->autoclear_features);
-        wr32(buf + 96, h->refcount_order);
-        wr32(buf + 100, header_length);
+        st64_be(buf + 72, h->incompatible_features);
+        st64_be(buf + 80, h->compatible_features);
+        st64_be(buf + 88, h->autoclear_features);
+        st32_be(buf + 96, h->refcount_order);
+        st32_be(buf + 100, header_length);
         buf[104] = h->compression_type;
         if (hi->extra_fields_len) {
             memcpy(buf + QCOW2_HEADER_SIZE, hi->extra_fields,
@@ -483,8 +479,8 @@ int qcow2_build_header(const Qcow2HeaderInfo *hi, uint8_t *buf,
     }
     if (hi->has_crypto_ext) {
         uint8_t d[16];
-        wr64(d, hi->crypto_offset);
-        wr64(d + 8, hi->crypto_length);
+        st64_be(d, hi->crypto_offset);
+        st64_be(d + 8, hi->crypto_length);
         if (!put_ext(buf, buf_len, &off, QCOW2_EXT_CRYPTO, d, 16)) {
             return -ENOSPC;
         }
@@ -506,9 +502,9 @@ int qcow2_build_header(const Qcow2HeaderInfo *hi, uint8_t *buf,
     }
     if (hi->has_bitmaps_ext) {
         uint8_t d[24] = { 0 };
-        wr32(d, hi->nb_bitmaps);
-        wr64(d + 8, hi->bitmap_dir_size);
-        wr64(d + 16, hi->bitmap_dir_offset);
+        st32_be(d, hi->nb_bitmaps);
+        st64_be(d + 8, hi->bitmap_dir_size);
+        st64_be(d + 16, hi->bitmap_dir_offset);
         if (!put_ext(buf, buf_len, &off, QCOW2_EXT_BITMAPS, d, 24)) {
             return -ENOSPC;
         }
@@ -529,8 +525,8 @@ int qcow2_build_header(const Qcow2HeaderInfo *hi, uint8_t *buf,
             return -ENOSPC;
         }
         memcpy(buf + off, hi->backing_file, len);
-        wr64(buf + 8, off);
-        wr32(buf + 16, len);
+        st64_be(buf + 8, off);
+        st32_be(buf + 16, len);
         off += len;
     }
     return off;

@@ -19,6 +19,7 @@
  *     in total, L1 tables aligned and no larger than an active one may be.
  */
 #include "qcow2.h"
+#include "util/bswap.h"
 #include "block/snapshot.h"
 #include "util/coroutine.h"
 
@@ -26,40 +27,6 @@
 #define SN_MAX_EXTRA_DATA   1024
 #define SN_EXTRA_KNOWN      24   /* vm_state_size_large, disk_size, icount */
 #define SN_MAX_TABLE_SIZE   (64 * MiB)
-
-static inline uint16_t be16_at(const uint8_t *p)
-{
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return GUINT16_FROM_BE(v);
-}
-static inline uint32_t be32_at(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_BE(v);
-}
-static inline uint64_t be64_at(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_BE(v);
-}
-static inline void put_be16(uint8_t *p, uint16_t v)
-{
-    v = GUINT16_TO_BE(v);
-    memcpy(p, &v, 2);
-}
-static inline void put_be32(uint8_t *p, uint32_t v)
-{
-    v = GUINT32_TO_BE(v);
-    memcpy(p, &v, 4);
-}
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-    v = GUINT64_TO_BE(v);
-    memcpy(p, &v, 8);
-}
 
 static void snapshot_clear(Qcow2Snapshot *sn)
 {
@@ -147,15 +114,15 @@ int qcow2_read_snapshots(BlockDriverState *bs, Error **errp)
             error_setg_errno(errp, -ret, "Failed to read snapshot table");
             goto fail;
         }
-        sn->l1_table_offset = be64_at(h);
-        sn->l1_size = be32_at(h + 8);
-        id_len = be16_at(h + 12);
-        name_len = be16_at(h + 14);
-        sn->date_sec = be32_at(h + 16);
-        sn->date_nsec = be32_at(h + 20);
-        sn->vm_clock_nsec = be64_at(h + 24);
-        sn->vm_state_size = be32_at(h + 32);
-        sn->extra_data_size = be32_at(h + 36);
+        sn->l1_table_offset = ld64_be(h);
+        sn->l1_size = ld32_be(h + 8);
+        id_len = ld16_be(h + 12);
+        name_len = ld16_be(h + 14);
+        sn->date_sec = ld32_be(h + 16);
+        sn->date_nsec = ld32_be(h + 20);
+        sn->vm_clock_nsec = ld64_be(h + 24);
+        sn->vm_state_size = ld32_be(h + 32);
+        sn->extra_data_size = ld32_be(h + 36);
         if (sn->extra_data_size > SN_MAX_EXTRA_DATA) {
             error_setg(errp, "Too much extra metadata in snapshot table "
                        "entry %" PRIu32, i);
@@ -179,13 +146,13 @@ int qcow2_read_snapshots(BlockDriverState *bs, Error **errp)
         sn->disk_size = s->hi.h.size;
         sn->icount = UINT64_MAX;
         if (sn->extra_data_size >= 8) {
-            sn->vm_state_size = be64_at(var);
+            sn->vm_state_size = ld64_be(var);
         }
         if (sn->extra_data_size >= 16) {
-            sn->disk_size = be64_at(var + 8);
+            sn->disk_size = ld64_be(var + 8);
         }
         if (sn->extra_data_size >= 24) {
-            sn->icount = be64_at(var + 16);
+            sn->icount = ld64_be(var + 16);
         }
         if (sn->extra_data_size > SN_EXTRA_KNOWN) {
             sn->unknown_extra = g_memdup2(var + SN_EXTRA_KNOWN,
@@ -252,20 +219,20 @@ static int write_snapshots(BlockDriverState *bs, Qcow2Snapshot *snaps,
             size_t id_len = strlen(sn->id_str), name_len = strlen(sn->name);
             uint8_t *p = buf + pos;
 
-            put_be64(p, sn->l1_table_offset);
-            put_be32(p + 8, sn->l1_size);
-            put_be16(p + 12, id_len);
-            put_be16(p + 14, name_len);
-            put_be32(p + 16, sn->date_sec);
-            put_be32(p + 20, sn->date_nsec);
-            put_be64(p + 24, sn->vm_clock_nsec);
-            put_be32(p + 32, MIN(sn->vm_state_size, UINT32_MAX));
-            put_be32(p + 36, sn->extra_data_size);
+            st64_be(p, sn->l1_table_offset);
+            st32_be(p + 8, sn->l1_size);
+            st16_be(p + 12, id_len);
+            st16_be(p + 14, name_len);
+            st32_be(p + 16, sn->date_sec);
+            st32_be(p + 20, sn->date_nsec);
+            st64_be(p + 24, sn->vm_clock_nsec);
+            st32_be(p + 32, MIN(sn->vm_state_size, UINT32_MAX));
+            st32_be(p + 36, sn->extra_data_size);
             p += SN_HEADER_SIZE;
-            put_be64(p, sn->vm_state_size);
-            put_be64(p + 8, sn->disk_size);
+            st64_be(p, sn->vm_state_size);
+            st64_be(p + 8, sn->disk_size);
             if (sn->extra_data_size >= SN_EXTRA_KNOWN) {
-                put_be64(p + 16, sn->icount);
+                st64_be(p + 16, sn->icount);
             }
             if (sn->unknown_extra) {
                 memcpy(p + SN_EXTRA_KNOWN, sn->unknown_extra,
@@ -293,8 +260,8 @@ static int write_snapshots(BlockDriverState *bs, Qcow2Snapshot *snaps,
             return ret;
         }
     }
-    put_be32(hdr, n);
-    put_be64(hdr + 4, new_off);
+    st32_be(hdr, n);
+    st64_be(hdr + 4, new_off);
     ret = bdrv_pwrite_sync(bs->file, 60, sizeof(hdr), hdr, 0);
     if (ret < 0) {
         if (n) {

@@ -634,6 +634,15 @@ out:
 /* ---------------------------------------------------------------------- */
 /* Public request entry points                                             */
 
+/* The checks every data request passes first: a usable edge and a range
+ * that cannot overflow.  Permission and read-only checks follow per type. */
+static inline int check_request(BdrvChild *child, int64_t offset,
+                                int64_t bytes)
+{
+    int ret = check_child(child);
+    return ret < 0 ? ret : check_range(offset, bytes);
+}
+
 int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset,
                                 int64_t bytes, IOVector *qiov,
                                 BdrvRequestFlags flags)
@@ -643,15 +652,11 @@ int coroutine_fn bdrv_co_preadv(BdrvChild *child, int64_t offset,
     int64_t align, start, end;
     int ret;
 
-    ret = check_child(child);
+    ret = check_request(child, offset, bytes);
     if (ret < 0) {
         return ret;
     }
     bs = child->bs;
-    ret = check_range(offset, bytes);
-    if (ret < 0) {
-        return ret;
-    }
     if (bytes == 0 || (flags & BDRV_REQ_PREFETCH)) {
         return 0;
     }
@@ -704,15 +709,11 @@ int coroutine_fn bdrv_co_pwritev(BdrvChild *child, int64_t offset,
     bool aligned;
     int ret;
 
-    ret = check_child(child);
+    ret = check_request(child, offset, bytes);
     if (ret < 0) {
         return ret;
     }
     bs = child->bs;
-    ret = check_range(offset, bytes);
-    if (ret < 0) {
-        return ret;
-    }
     ret = check_write_allowed(child, flags);
     if (ret < 0) {
         return ret;
@@ -805,15 +806,11 @@ int coroutine_fn bdrv_co_pdiscard(BdrvChild *child, int64_t offset,
     int64_t ralign, dalign, max_discard, end, pos;
     int ret;
 
-    ret = check_child(child);
+    ret = check_request(child, offset, bytes);
     if (ret < 0) {
         return ret;
     }
     bs = child->bs;
-    ret = check_range(offset, bytes);
-    if (ret < 0) {
-        return ret;
-    }
     ret = check_write_allowed(child, 0);
     if (ret < 0) {
         return ret;

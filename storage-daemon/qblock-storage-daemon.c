@@ -150,10 +150,23 @@ static void add_blockdev(const char *arg)
 
 /*
  * --nbd-server addr.type=inet,addr.host=H,addr.port=P[,tls-creds=..]...
- * names the address the flat way (SocketAddress); the QMP command takes
- * the legacy nesting {"type": T, "data": {...}}, so rewrap it and run
- * nbd-server-start.
+ * names the address the flat way (NbdServerOptions, with SocketAddress);
+ * the QMP command takes the legacy nesting {"type": T, "data": {...}}.
+ * The options are checked in their own shape first, so that errors name
+ * the members the user wrote ('addr.path', not 'addr.data.path'), then
+ * rewrapped for nbd-server-start.
  */
+static bool check_nbd_server_options(json_t *obj, Error **errp)
+{
+    NbdServerOptions *opts = NULL;
+    Visitor *v = json_input_visitor_new_keyval(obj);
+    bool ok = visit_type_NbdServerOptions(v, NULL, &opts, errp);
+
+    visit_free(v);
+    qapi_free_NbdServerOptions(opts);
+    return ok;
+}
+
 static void start_nbd_server(const char *arg)
 {
     Error *err = NULL;
@@ -165,6 +178,10 @@ static void start_nbd_server(const char *arg)
 
     obj = qb_keyval_parse(arg, NULL, &err);
     if (!obj) {
+        fail_opt("--nbd-server", arg, err);
+    }
+    if (!check_nbd_server_options(obj, &err)) {
+        json_decref(obj);
         fail_opt("--nbd-server", arg, err);
     }
     addr = json_object_get(obj, "addr");

@@ -7,6 +7,13 @@
  * Threading: every function runs in the node's AioContext (the main loop
  * today), so no lock is taken; bdrv_set_dirty() is called by io.c from the
  * same context before the request completes.
+ *
+ * Lazy loading (invariant 5 of the header): the single place where stored
+ * bits enter a bitmap is bdrv_dirty_bitmap_load(), and every reader or
+ * clearer below calls it (through loaded()) before touching `bits`.
+ * A load may yield (it reads the image); `loading` makes later callers
+ * wait for the one in flight instead of starting a second, and release
+ * waits too, so the loader's opaque is never freed under it.
  */
 #include "block/block-int.h"
 #include "block/dirty-bitmap.h"
@@ -22,7 +29,118 @@ struct BdrvDirtyBitmap {
     bool inconsistent;           /* loaded with in_use set: unusable */
     bool skip_store;             /* persistent but must not be stored now */
     BdrvDirtyBitmap *successor;  /* records in our place while we're frozen */
+    /* Stored bits not read yet (NULL once loaded): contents = stored | bits. */
+    const BdrvDirtyBitmapLoader *loader;
+    void *loader_opaque;
+    bool loading;                /* a load is in flight (it may yield) */
+    CoQueue load_waiters;        /* coroutines waiting for that load */
 };
+
+static AioContext *bitmap_ctx(BdrvDirtyBitmap *bitmap)
+{
+    BlockDriverState *bs = bitmap->bs;
+    return bs->aio_context ? bs->aio_context : qb_get_aio_context();
+}
+
+/* Return once no load of bitmap is in flight. */
+static void wait_for_load(BdrvDirtyBitmap *bitmap)
+{
+    if (in_coroutine()) {
+        while (bitmap->loading) {
+            co_queue_wait(&bitmap->load_waiters, NULL);
+        }
+        return;
+    }
+    AIO_WAIT_WHILE(bitmap_ctx(bitmap), bitmap->loading);
+}
+
+static void drop_loader(BdrvDirtyBitmap *bitmap)
+{
+    if (bitmap->loader) {
+        if (bitmap->loader->free) {
+            bitmap->loader->free(bitmap->loader_opaque);
+        }
+        bitmap->loader = NULL;
+        bitmap->loader_opaque = NULL;
+    }
+}
+
+void bdrv_dirty_bitmap_set_loader(BdrvDirtyBitmap *bitmap,
+                                  const BdrvDirtyBitmapLoader *ops,
+                                  void *opaque)
+{
+    assert(!bitmap->loader && ops && ops->load);
+    bitmap->loader = ops;
+    bitmap->loader_opaque = opaque;
+}
+
+void *bdrv_dirty_bitmap_pending_load(const BdrvDirtyBitmap *bitmap,
+                                     const BdrvDirtyBitmapLoader *ops)
+{
+    return bitmap->loader == ops ? bitmap->loader_opaque : NULL;
+}
+
+bool bdrv_dirty_bitmap_stored_unchanged(const BdrvDirtyBitmap *bitmap)
+{
+    return bitmap->loader && hbitmap_is_empty(bitmap->bits);
+}
+
+int bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bitmap, Error **errp)
+{
+    g_autoptr(HBitmap) stored = NULL;
+    int ret;
+
+    wait_for_load(bitmap);
+    if (!bitmap->loader) {
+        return 0;
+    }
+    stored = hbitmap_alloc(hbitmap_size(bitmap->bits),
+                           hbitmap_granularity(bitmap->bits));
+    bitmap->loading = true;
+    ret = bitmap->loader->load(bitmap->loader_opaque, stored, errp);
+    bitmap->loading = false;
+    if (ret < 0) {
+        /* Unknown stored bits: all dirty is the only safe superset. */
+        hbitmap_set_all(bitmap->bits);
+    } else {
+        hbitmap_merge_into(bitmap->bits, stored);
+    }
+    drop_loader(bitmap);
+    co_queue_restart_all(&bitmap->load_waiters);
+    return ret;
+}
+
+int bdrv_dirty_bitmap_load_all(BlockDriverState *bs, Error **errp)
+{
+    int ret = 0;
+
+    for (GList *l = bs->dirty_bitmaps; l; l = l->next) {
+        BdrvDirtyBitmap *bitmap = l->data;
+        int r = bdrv_dirty_bitmap_load(bitmap, ret < 0 ? NULL : errp);
+        if (r < 0 && ret == 0) {
+            ret = r;
+        }
+    }
+    return ret;
+}
+
+/*
+ * The bits of bitmap with its stored bits loaded.  Const callers get the
+ * same logical contents (loading only fills a cache), hence the cast.
+ * A failed load leaves the bitmap all dirty and is reported here.
+ */
+static HBitmap *loaded(const BdrvDirtyBitmap *cbitmap)
+{
+    BdrvDirtyBitmap *bitmap = (BdrvDirtyBitmap *)cbitmap;
+
+    if (bitmap->loader || bitmap->loading) {
+        Error *err = NULL;
+        if (bdrv_dirty_bitmap_load(bitmap, &err) < 0) {
+            error_report_err(err);
+        }
+    }
+    return bitmap->bits;
+}
 
 static int64_t node_size(BlockDriverState *bs)
 {
@@ -52,12 +170,15 @@ BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
     bitmap->bits = hbitmap_alloc(node_size(bs), granularity);
     bitmap->name = g_strdup(name);
     bitmap->enabled = true;
+    co_queue_init(&bitmap->load_waiters);
     bs->dirty_bitmaps = g_list_prepend(bs->dirty_bitmaps, bitmap);
     return bitmap;
 }
 
 static void free_bitmap(BdrvDirtyBitmap *bitmap)
 {
+    wait_for_load(bitmap);
+    drop_loader(bitmap);
     hbitmap_free(bitmap->bits);
     g_free(bitmap->name);
     g_free(bitmap);
@@ -152,13 +273,13 @@ int64_t bdrv_dirty_bitmap_size(const BdrvDirtyBitmap *b)
 }
 uint64_t bdrv_get_dirty_count(const BdrvDirtyBitmap *b)
 {
-    return hbitmap_count(b->bits);
+    return hbitmap_count(loaded(b));
 }
 bool bdrv_dirty_bitmap_get(const BdrvDirtyBitmap *b, int64_t offset)
 {
-    return hbitmap_get(b->bits, offset);
+    return hbitmap_get(loaded(b), offset);
 }
-HBitmap *bdrv_dirty_bitmap_hbitmap(BdrvDirtyBitmap *b) { return b->bits; }
+HBitmap *bdrv_dirty_bitmap_hbitmap(BdrvDirtyBitmap *b) { return loaded(b); }
 
 void bdrv_enable_dirty_bitmap(BdrvDirtyBitmap *bitmap)
 {
@@ -263,22 +384,29 @@ void bdrv_set_dirty_bitmap(BdrvDirtyBitmap *bitmap, int64_t offset,
 void bdrv_reset_dirty_bitmap(BdrvDirtyBitmap *bitmap, int64_t offset,
                              int64_t bytes)
 {
-    hbitmap_reset(bitmap->bits, offset, bytes);
+    hbitmap_reset(loaded(bitmap), offset, bytes);
 }
 
 void bdrv_clear_dirty_bitmap(BdrvDirtyBitmap *bitmap, HBitmap **backup)
 {
     if (backup) {
-        *backup = bitmap->bits;
+        /* The backup must hold the whole old contents. */
+        *backup = loaded(bitmap);
         bitmap->bits = hbitmap_alloc(hbitmap_size(*backup),
                                      hbitmap_granularity(*backup));
     } else {
+        /* Every bit goes, stored ones included: no need to read them. */
+        wait_for_load(bitmap);
+        drop_loader(bitmap);
         hbitmap_reset_all(bitmap->bits);
     }
 }
 
 void bdrv_restore_dirty_bitmap(BdrvDirtyBitmap *bitmap, HBitmap *backup)
 {
+    /* backup is a complete copy (taken after loading). */
+    wait_for_load(bitmap);
+    drop_loader(bitmap);
     hbitmap_free(bitmap->bits);
     bitmap->bits = backup;
 }
@@ -293,9 +421,9 @@ bool bdrv_merge_dirty_bitmap(BdrvDirtyBitmap *dest, const BdrvDirtyBitmap *src,
         return false;
     }
     if (backup) {
-        *backup = hbitmap_copy(dest->bits);
+        *backup = hbitmap_copy(loaded(dest));
     }
-    hbitmap_merge_into(dest->bits, src->bits);
+    hbitmap_merge_into(loaded(dest), loaded(src));
     return true;
 }
 
@@ -303,7 +431,7 @@ void bdrv_dirty_bitmap_truncate(BlockDriverState *bs, int64_t bytes)
 {
     for (GList *l = bs->dirty_bitmaps; l; l = l->next) {
         BdrvDirtyBitmap *bitmap = l->data;
-        hbitmap_truncate(bitmap->bits, bytes);
+        hbitmap_truncate(loaded(bitmap), bytes);
         if (bitmap->successor) {
             hbitmap_truncate(bitmap->successor->bits, bytes);
         }
@@ -313,13 +441,13 @@ void bdrv_dirty_bitmap_truncate(BlockDriverState *bs, int64_t bytes)
 int64_t bdrv_dirty_bitmap_next_dirty(BdrvDirtyBitmap *b, int64_t offset,
                                      int64_t bytes)
 {
-    return hbitmap_next_dirty(b->bits, offset, bytes < 0 ? UINT64_MAX : bytes);
+    return hbitmap_next_dirty(loaded(b), offset, bytes < 0 ? UINT64_MAX : bytes);
 }
 
 int64_t bdrv_dirty_bitmap_next_clean(BdrvDirtyBitmap *b, int64_t offset,
                                      int64_t bytes)
 {
-    return hbitmap_next_clean(b->bits, offset, bytes < 0 ? UINT64_MAX : bytes);
+    return hbitmap_next_clean(loaded(b), offset, bytes < 0 ? UINT64_MAX : bytes);
 }
 
 bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *b, int64_t start,
@@ -329,7 +457,7 @@ bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *b, int64_t start,
 {
     uint64_t s, l;
 
-    if (!hbitmap_next_dirty_area(b->bits, start, end, max_dirty_count, &s, &l)) {
+    if (!hbitmap_next_dirty_area(loaded(b), start, end, max_dirty_count, &s, &l)) {
         return false;
     }
     *dirty_start = s;
@@ -339,7 +467,7 @@ bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *b, int64_t start,
 
 char *bdrv_dirty_bitmap_sha256(const BdrvDirtyBitmap *bitmap, Error **errp)
 {
-    return hbitmap_sha256(bitmap->bits);
+    return hbitmap_sha256(loaded(bitmap));
 }
 
 int bdrv_dirty_bitmap_create_successor(BdrvDirtyBitmap *bitmap, Error **errp)

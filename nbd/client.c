@@ -1,7 +1,8 @@
 /*
  * NBD client side of the handshake: fixed newstyle negotiation on a
- * connected socket (structured replies, one meta context, NBD_OPT_GO with
- * a fallback to NBD_OPT_EXPORT_NAME), and the export listing behind
+ * connected socket (extended headers or structured replies when the
+ * caller asks, one meta context, NBD_OPT_GO with a fallback to
+ * NBD_OPT_EXPORT_NAME), and the export listing behind
  * `qblock-nbd -L` (NBD_OPT_LIST, then NBD_OPT_INFO and
  * NBD_OPT_LIST_META_CONTEXT per export), printed as qemu-nbd -L prints it.
  * The socket is used blocking here; the transmission phase belongs to the
@@ -184,14 +185,15 @@ static int client_starttls(NBDSock *s, NBDTLSCreds *creds,
 }
 
 /* Request structured replies; returns 1 if the server agreed. */
-static int client_structured(NBDSock *fd, Error **errp)
+/* An option without payload answered by ACK or an error: 1 if ACKed, 0 if
+ * refused (any error reply), -1 on a broken connection. */
+static int client_flag_opt(NBDSock *fd, uint32_t opt, Error **errp)
 {
     uint32_t type, len;
     g_autofree uint8_t *data = NULL;
 
-    if (send_option(fd, NBD_OPT_STRUCTURED_REPLY, NULL, 0, errp) < 0 ||
-        read_reply(fd, NBD_OPT_STRUCTURED_REPLY, &type, &data, &len,
-                   errp) < 0) {
+    if (send_option(fd, opt, NULL, 0, errp) < 0 ||
+        read_reply(fd, opt, &type, &data, &len, errp) < 0) {
         return -1;
     }
     return type == NBD_REP_ACK;
@@ -382,8 +384,18 @@ int nbd_client_handshake_sock(NBDSock *fd, NBDExportInfo *info,
         return -1;
     }
     info->structured = false;
-    if (info->request_structured) {
-        ret = client_structured(fd, errp);
+    info->extended = false;
+    if (info->request_extended) {
+        /* Extended headers imply structured replies; a server without
+         * them (QEMU < 8.2) says ERR_UNSUP and we fall back. */
+        ret = client_flag_opt(fd, NBD_OPT_EXTENDED_HEADERS, errp);
+        if (ret < 0) {
+            return -1;
+        }
+        info->extended = info->structured = ret;
+    }
+    if (info->request_structured && !info->extended) {
+        ret = client_flag_opt(fd, NBD_OPT_STRUCTURED_REPLY, errp);
         if (ret < 0) {
             return -1;
         }
@@ -402,6 +414,12 @@ int nbd_client_handshake_sock(NBDSock *fd, NBDExportInfo *info,
     if (ret < 0) {
         /* Tell the server we are going, as QEMU's client does. */
         send_option(fd, NBD_OPT_ABORT, NULL, 0, NULL);
+        return -1;
+    }
+    if (ret == 0 && info->extended) {
+        /* The spec forbids EXPORT_NAME after extended headers. */
+        error_setg(errp, "Server supports extended headers but not "
+                   "NBD_OPT_GO");
         return -1;
     }
     if (ret == 0) {
@@ -462,7 +480,7 @@ int nbd_client_list_sock(NBDSock *fd, FILE *out, NBDTLSCreds *creds,
     if (creds && client_starttls(fd, creds, hostname, errp) < 0) {
         return -1;
     }
-    ret = client_structured(fd, errp);
+    ret = client_flag_opt(fd, NBD_OPT_STRUCTURED_REPLY, errp);
     if (ret < 0) {
         return -1;
     }

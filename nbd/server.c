@@ -6,7 +6,9 @@
  * coroutine so a slow read does not hold up the next request; replies are
  * serialised by the client's send lock.  Meta contexts (base:allocation,
  * qemu:allocation-depth, qemu:dirty-bitmap:NAME) follow QEMU's names,
- * context ids and semantics.
+ * context ids and semantics.  With NBD_OPT_EXTENDED_HEADERS (a qblock
+ * extension over QEMU 7.2) requests and replies use 32-byte headers with
+ * 64-bit lengths and block status uses 64-bit descriptors.
  *
  * Invariants:
  *  1. Nothing from the wire reaches the block layer unchecked: option
@@ -22,10 +24,12 @@
  */
 #include "nbd/nbd.h"
 #include "nbd/tls.h"
+#include "util/bswap.h"
 #include "block/block-backend.h"
 #include "block/block-int.h"
 #include "block/dirty-bitmap.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #define CLIENT_MAX_INFLIGHT_BYTES (64 * 1024 * 1024)
@@ -54,7 +58,9 @@ typedef struct NBDClient {
     NBDExport *exp;
     int refcnt;
     bool closing;
-    bool structured;
+    bool structured;             /* structured replies (or extended) */
+    bool extended;               /* NBD_OPT_EXTENDED_HEADERS: 32-byte
+                                  * headers, 64-bit lengths both ways */
     bool no_zeroes;
     /* Meta contexts selected by SET_META_CONTEXT for meta_export. */
     char *meta_export;
@@ -71,8 +77,10 @@ typedef struct NBDClient {
 static GList *exports;               /* NBDExport* */
 static GList *all_clients;           /* NBDClient* */
 static GArray *listen_fds;           /* int */
+static char *listen_unix_path;       /* nbd_server_start's socket file */
 static uint32_t server_max_conn;
 static bool accept_paused;
+static bool accepting;               /* listen fds watched (see below) */
 static void (*client_closed_cb)(void *opaque, bool negotiated);
 static void *client_closed_opaque;
 
@@ -253,7 +261,7 @@ NBDExport *nbd_export_new(BlockBackend *blk, const NBDExportOptions *opts,
         exp->flags |= NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES |
                       NBD_FLAG_SEND_FAST_ZERO;
     }
-    if (opts->multi_conn > 0 || (opts->multi_conn < 0 && readonly)) {
+    if (opts->multi_conn != 0) {
         exp->flags |= NBD_FLAG_CAN_MULTI_CONN;
     }
     blk_ref(blk);
@@ -407,6 +415,11 @@ static int coroutine_fn opt_export_name(NBDClient *c, const uint8_t *data,
 
     if (!exp) {
         return -EINVAL;    /* the spec: the server closes the connection */
+    }
+    if (c->extended) {
+        /* A client that asked for extended headers must use GO: the
+         * spec prohibits EXPORT_NAME then, and it has no error reply. */
+        return -EINVAL;
     }
     size = GUINT64_TO_BE(blk_getlength(exp->blk));
     flags = GUINT16_TO_BE(exp->flags);
@@ -580,7 +593,9 @@ static int coroutine_fn opt_meta(NBDClient *c, uint32_t opt,
     g_autoptr(GPtrArray) queries = g_ptr_array_new_with_free_func(g_free);
     int ret;
 
-    if (!c->structured) {
+    /* As qemu-nbd 7.2: only SET needs structured replies first; LIST is
+     * answered either way. */
+    if (!c->structured && opt == NBD_OPT_SET_META_CONTEXT) {
         return opt_reply_err(c, opt, NBD_REP_ERR_INVALID,
                              "request option '%s' when structured reply is "
                              "not negotiated", nbd_opt_name(opt));
@@ -592,7 +607,18 @@ static int coroutine_fn opt_meta(NBDClient *c, uint32_t opt,
                              nbd_opt_name(opt));
     }
     for (uint32_t i = 0; i < nq; i++) {
-        char *q = cur_string(&cur);
+        uint32_t qlen;
+        char *q;
+
+        /* A query longer than any context name matches nothing: skipped,
+         * as qemu-nbd 7.2 does (the option still succeeds). */
+        if (cur.left >= 4 && (qlen = ld32_be(cur.p)) > NBD_MAX_STRING_SIZE &&
+            qlen <= cur.left - 4) {
+            cur.p += 4 + qlen;
+            cur.left -= 4 + qlen;
+            continue;
+        }
+        q = cur_string(&cur);
         if (!q) {
             return opt_reply_err(c, opt, NBD_REP_ERR_INVALID,
                                  "Invalid length for option %s",
@@ -635,6 +661,13 @@ static int coroutine_fn opt_meta(NBDClient *c, uint32_t opt,
         }
     }
     return opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+}
+
+/* Options the switch in client_negotiate() handles. */
+static bool opt_known(uint32_t opt)
+{
+    return opt >= NBD_OPT_EXPORT_NAME && opt <= NBD_OPT_EXTENDED_HEADERS &&
+           opt != NBD_OPT_PEEK_EXPORT;
 }
 
 /*
@@ -701,9 +734,17 @@ static int coroutine_fn client_negotiate(NBDClient *c)
                 }
                 left -= n;
             }
-            ret = opt_reply_err(c, opt, NBD_REP_ERR_TOO_BIG,
-                                "option '%s' payload too large",
-                                nbd_opt_name(opt));
+            if (opt_known(opt) || (nbd_server_tls_creds() && !c->sock.tls)) {
+                ret = opt_reply_err(c, opt, NBD_REP_ERR_TOO_BIG,
+                                    "option '%s' payload too large",
+                                    nbd_opt_name(opt));
+            } else {
+                /* As qemu-nbd 7.2: an unknown option is unknown, however
+                 * long its (skipped) payload. */
+                ret = opt_reply_err(c, opt, NBD_REP_ERR_UNSUP,
+                                    "Unsupported option %" PRIu32 " (%s)",
+                                    opt, nbd_opt_name(opt));
+            }
             if (ret < 0) {
                 return ret;
             }
@@ -750,10 +791,31 @@ static int coroutine_fn client_negotiate(NBDClient *c)
                 ret = opt_reply_err(c, opt, NBD_REP_ERR_INVALID,
                                     "Invalid length for option %s",
                                     nbd_opt_name(opt));
+            } else if (c->extended) {
+                /* Extended headers include structured replies; going
+                 * back to compact headers is not possible. */
+                ret = opt_reply_err(c, opt, NBD_REP_ERR_EXT_HEADER_REQD,
+                                    "extended headers already negotiated");
             } else if (c->structured) {
                 ret = opt_reply_err(c, opt, NBD_REP_ERR_INVALID,
                                     "structured reply already negotiated");
             } else {
+                c->structured = true;
+                ret = opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+            }
+            break;
+        case NBD_OPT_EXTENDED_HEADERS:
+            /* Allowed with or without STRUCTURED_REPLY before it (which it
+             * then upgrades); meta contexts already selected stay. */
+            if (len) {
+                ret = opt_reply_err(c, opt, NBD_REP_ERR_INVALID,
+                                    "Invalid length for option %s",
+                                    nbd_opt_name(opt));
+            } else if (c->extended) {
+                ret = opt_reply_err(c, opt, NBD_REP_ERR_INVALID,
+                                    "extended headers already negotiated");
+            } else {
+                c->extended = true;
                 c->structured = true;
                 ret = opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
             }
@@ -821,36 +883,49 @@ static int coroutine_fn send_simple(NBDClient *c, uint64_t handle, int err,
     return nbd_sock_writev(&c->sock, iov, len ? 2 : 1);
 }
 
-/* One structured chunk: header, an optional fixed part and optional data. */
-static int coroutine_fn send_chunk(NBDClient *c, uint64_t handle,
+/*
+ * One structured chunk: header, an optional fixed part and optional data.
+ * With extended headers the header is the 32-byte extended one, which
+ * echoes the request's offset; the payload layout is the same.
+ */
+static int coroutine_fn send_chunk(NBDClient *c, const NBDRequest *req,
                                    uint16_t type, uint16_t flags,
                                    const void *fixed, size_t fixed_len,
                                    const void *data, size_t len)
 {
-    uint8_t hdr[NBD_STRUCTURED_HDR_SIZE];
-    NBDStructuredReplyHdr h = { .flags = flags, .type = type,
-                                .handle = handle,
-                                .length = fixed_len + len };
-    struct iovec iov[3] = { { hdr, sizeof(hdr) },
+    uint8_t hdr[MAX(NBD_STRUCTURED_HDR_SIZE, NBD_EXTENDED_REPLY_SIZE)];
+    struct iovec iov[3] = { { hdr, NBD_STRUCTURED_HDR_SIZE },
                             { (void *)fixed, fixed_len },
                             { (void *)data, len } };
 
-    nbd_encode_structured_hdr(hdr, &h);
+    if (c->extended) {
+        NBDExtReplyHdr h = { .flags = flags, .type = type,
+                             .handle = req->handle, .offset = req->offset,
+                             .length = fixed_len + len };
+        nbd_encode_ext_reply_hdr(hdr, &h);
+        iov[0].iov_len = NBD_EXTENDED_REPLY_SIZE;
+    } else {
+        NBDStructuredReplyHdr h = { .flags = flags, .type = type,
+                                    .handle = req->handle,
+                                    .length = fixed_len + len };
+        assert(fixed_len + len <= UINT32_MAX);
+        nbd_encode_structured_hdr(hdr, &h);
+    }
     return nbd_sock_writev(&c->sock, iov, 3);
 }
 
-static int coroutine_fn send_error(NBDClient *c, uint64_t handle, int err,
-                                   const char *msg)
+static int coroutine_fn send_error(NBDClient *c, const NBDRequest *req,
+                                   int err, const char *msg)
 {
     if (!c->structured) {
-        return send_simple(c, handle, err, NULL, 0);
+        return send_simple(c, req->handle, err, NULL, 0);
     }
     g_autoptr(GByteArray) b = g_byte_array_new();
     msg = msg ?: "";
     buf_be32(b, nbd_errno_to_wire(err));
     buf_be16(b, strlen(msg));
     buf_str(b, msg);
-    return send_chunk(c, handle, NBD_REPLY_TYPE_ERROR, NBD_REPLY_FLAG_DONE,
+    return send_chunk(c, req, NBD_REPLY_TYPE_ERROR, NBD_REPLY_FLAG_DONE,
                       b->data, b->len, NULL, 0);
 }
 
@@ -863,7 +938,7 @@ static int coroutine_fn send_read_chunks(NBDClient *c, const NBDRequest *req,
     int ret;
 
     if (req->len == 0) {
-        return send_chunk(c, req->handle, NBD_REPLY_TYPE_NONE,
+        return send_chunk(c, req, NBD_REPLY_TYPE_NONE,
                           NBD_REPLY_FLAG_DONE, NULL, 0, NULL, 0);
     }
     while (done < req->len) {
@@ -888,10 +963,10 @@ static int coroutine_fn send_read_chunks(NBDClient *c, const NBDRequest *req,
         if (hole) {
             uint32_t blen = GUINT32_TO_BE((uint32_t)pnum);
             memcpy(fixed + 8, &blen, 4);
-            ret = send_chunk(c, req->handle, NBD_REPLY_TYPE_OFFSET_HOLE, fl,
+            ret = send_chunk(c, req, NBD_REPLY_TYPE_OFFSET_HOLE, fl,
                              fixed, 12, NULL, 0);
         } else {
-            ret = send_chunk(c, req->handle, NBD_REPLY_TYPE_OFFSET_DATA, fl,
+            ret = send_chunk(c, req, NBD_REPLY_TYPE_OFFSET_DATA, fl,
                              fixed, 8, buf + done, pnum);
         }
         if (ret < 0) {
@@ -904,12 +979,15 @@ static int coroutine_fn send_read_chunks(NBDClient *c, const NBDRequest *req,
 
 /* Extents of one context over [offset, offset+len), merged, bounded. */
 typedef struct Extents {
-    GArray *a;                   /* pairs of uint32 (length, flags) */
-    uint32_t max;
+    GArray *a;                   /* pairs of uint64 (length, flags) */
+    uint32_t max;                /* most extents in the reply */
+    uint64_t max_len;            /* longest extent the reply can carry */
 } Extents;
 
-/* Largest extent length we report (4 KiB aligned, fits a u32). */
+/* Largest extent length in a 32-bit descriptor (4 KiB aligned). */
 #define EXTENT_MAX_LEN 0xfffff000u
+/* ... and in a 64-bit one (BLOCK_STATUS_EXT). */
+#define EXTENT_MAX_LEN_EXT (UINT64_C(1) << 62)
 
 /* Append a run, merging with the previous one when the flags match; runs
  * past e->max extents are dropped (the client asks again from there). */
@@ -917,10 +995,10 @@ static void extents_add(Extents *e, uint64_t len, uint32_t flags)
 {
     while (len > 0) {
         guint n = e->a->len;
-        uint32_t *last = n ? &g_array_index(e->a, uint32_t, n - 2) : NULL;
+        uint64_t *last = n ? &g_array_index(e->a, uint64_t, n - 2) : NULL;
 
-        if (last && last[1] == flags && last[0] < EXTENT_MAX_LEN) {
-            uint64_t take = MIN((uint64_t)(EXTENT_MAX_LEN - last[0]), len);
+        if (last && last[1] == flags && last[0] < e->max_len) {
+            uint64_t take = MIN(e->max_len - last[0], len);
             last[0] += take;
             len -= take;
             continue;
@@ -928,7 +1006,7 @@ static void extents_add(Extents *e, uint64_t len, uint32_t flags)
         if (n / 2 >= e->max) {
             return;
         }
-        uint32_t pair[2] = { 0, flags };
+        uint64_t pair[2] = { 0, flags };
         g_array_append_vals(e->a, pair, 2);
     }
 }
@@ -958,7 +1036,7 @@ static int coroutine_fn extents_status(BlockDriverState *bs, bool depth_ctx,
                     (ret & BDRV_BLOCK_ZERO ? NBD_STATE_ZERO : 0);
         }
         if (e->a->len / 2 >= e->max &&
-            g_array_index(e->a, uint32_t, e->a->len - 1) != flags) {
+            g_array_index(e->a, uint64_t, e->a->len - 1) != flags) {
             break;
         }
         extents_add(e, pnum, flags);
@@ -1011,7 +1089,10 @@ static int coroutine_fn send_block_status(NBDClient *c, const NBDRequest *req)
         nctx += g_array_index(c->meta_bitmaps, gboolean, i) ? 1 : 0;
     }
     for (int k = 0; k < 2 + (int)c->meta_bitmaps->len; k++) {
-        Extents e = { g_array_new(FALSE, FALSE, sizeof(uint32_t)), max };
+        Extents e = { g_array_new(FALSE, FALSE, sizeof(uint64_t)), max,
+                      c->extended ? EXTENT_MAX_LEN_EXT : EXTENT_MAX_LEN };
+        g_autoptr(GByteArray) fixed = g_byte_array_new();
+        g_autoptr(GByteArray) desc = g_byte_array_new();
         uint32_t id;
 
         if (k == 0 && c->meta_base) {
@@ -1032,21 +1113,58 @@ static int coroutine_fn send_block_status(NBDClient *c, const NBDRequest *req)
         }
         if (ret < 0) {
             g_array_free(e.a, TRUE);
-            return send_error(c, req->handle, ret, "can't get block status");
+            return send_error(c, req, ret, "can't get block status");
+        }
+        /*
+         * Compact: context id, then (u32 length, u32 flags) descriptors.
+         * Extended: context id, descriptor count, then (u64 length, u64
+         * flags); our contexts define only the low 32 status bits.
+         */
+        buf_be32(fixed, id);
+        if (c->extended) {
+            buf_be32(fixed, e.a->len / 2);
         }
         for (guint i = 0; i < e.a->len; i++) {
-            g_array_index(e.a, uint32_t, i) =
-                GUINT32_TO_BE(g_array_index(e.a, uint32_t, i));
+            uint64_t v = g_array_index(e.a, uint64_t, i);
+            if (c->extended) {
+                buf_be64(desc, v);
+            } else {
+                buf_be32(desc, v);
+            }
         }
-        uint32_t bid = GUINT32_TO_BE(id);
         sent++;
-        ret = send_chunk(c, req->handle, NBD_REPLY_TYPE_BLOCK_STATUS,
+        ret = send_chunk(c, req, c->extended ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT
+                                             : NBD_REPLY_TYPE_BLOCK_STATUS,
                          sent == nctx ? NBD_REPLY_FLAG_DONE : 0,
-                         &bid, 4, e.a->data, e.a->len * 4);
+                         fixed->data, fixed->len, desc->data, desc->len);
         g_array_free(e.a, TRUE);
         if (ret < 0) {
             return ret;
         }
+    }
+    return 0;
+}
+
+/*
+ * WRITE_ZEROES and TRIM over an effect length that may exceed what one
+ * block-layer request takes (extended headers allow up to the export
+ * size): split into aligned pieces below BDRV_REQUEST_MAX_BYTES.
+ */
+#define ZERO_TRIM_CHUNK (1024 * 1024 * 1024)
+
+static int coroutine_fn zero_or_trim(BlockBackend *blk, bool trim,
+                                     uint64_t offset, uint64_t len,
+                                     BdrvRequestFlags fl)
+{
+    while (len > 0) {
+        int64_t n = MIN(len, (uint64_t)ZERO_TRIM_CHUNK);
+        int ret = trim ? blk_co_pdiscard(blk, offset, n)
+                       : blk_co_pwrite_zeroes(blk, offset, n, fl);
+        if (ret < 0) {
+            return ret;
+        }
+        offset += n;
+        len -= n;
     }
     return 0;
 }
@@ -1095,10 +1213,10 @@ static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
         if (req->flags & NBD_CMD_FLAG_FAST_ZERO) {
             fl |= BDRV_REQ_NO_FALLBACK;
         }
-        ret = blk_co_pwrite_zeroes(blk, req->offset, req->len, fl);
+        ret = zero_or_trim(blk, false, req->offset, req->len, fl);
         break;
     case NBD_CMD_TRIM:
-        ret = blk_co_pdiscard(blk, req->offset, req->len);
+        ret = zero_or_trim(blk, true, req->offset, req->len, 0);
         if (ret >= 0 && (req->flags & NBD_CMD_FLAG_FUA)) {
             ret = blk_co_flush(blk);
         }
@@ -1120,7 +1238,7 @@ static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
 
     co_mutex_lock(&c->send_lock);
     if (ret < 0) {
-        ret = send_error(c, req->handle, ret,
+        ret = send_error(c, req, ret,
                          req->type == NBD_CMD_READ ? "reading from file failed"
                                                     : "request failed");
     } else if (req->type == NBD_CMD_BLOCK_STATUS) {
@@ -1129,10 +1247,13 @@ static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
         ret = send_read_chunks(c, req, buf);
     } else if (req->type == NBD_CMD_READ) {
         ret = send_simple(c, req->handle, 0, buf, req->len);
-    } else if (c->structured) {
-        ret = send_chunk(c, req->handle, NBD_REPLY_TYPE_NONE,
+    } else if (c->extended) {
+        /* Extended headers have no simple replies. */
+        ret = send_chunk(c, req, NBD_REPLY_TYPE_NONE,
                          NBD_REPLY_FLAG_DONE, NULL, 0, NULL, 0);
     } else {
+        /* Success without payload: a simple reply even with structured
+         * replies on, as qemu-nbd 7.2 answers. */
         ret = send_simple(c, req->handle, 0, NULL, 0);
     }
     co_mutex_unlock(&c->send_lock);
@@ -1140,6 +1261,7 @@ static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
 }
 
 static void client_unref(NBDClient *c);
+static void server_update_accept(void);
 
 static void client_request_done(NBDClient *c, NBDRequestData *rd)
 {
@@ -1179,55 +1301,71 @@ static void coroutine_fn client_wait_room(NBDClient *c, int64_t bytes)
 
 static int coroutine_fn client_transmission(NBDClient *c)
 {
+    NBDMode mode = c->extended ? NBD_MODE_EXTENDED :
+                   c->structured ? NBD_MODE_STRUCTURED : NBD_MODE_SIMPLE;
+    size_t hdr_len = c->extended ? NBD_EXTENDED_REQUEST_SIZE
+                                 : NBD_REQUEST_SIZE;
+
     for (;;) {
-        uint8_t hdr[NBD_REQUEST_SIZE];
+        uint8_t hdr[NBD_EXTENDED_REQUEST_SIZE];
         NBDRequestData *rd;
         const char *msg;
-        bool fatal;
+        bool fatal, ok;
+        uint64_t payload;
         int err, ret;
 
         client_wait_room(c, 0);
         if (c->closing) {
             return 0;
         }
-        if ((ret = nbd_sock_read(&c->sock, hdr, sizeof(hdr))) < 0) {
+        if ((ret = nbd_sock_read(&c->sock, hdr, hdr_len)) < 0) {
             return ret;
         }
         rd = g_new0(NBDRequestData, 1);
         rd->client = c;
-        if (!nbd_decode_request(hdr, &rd->req)) {
+        /* The other style's magic is as wrong as garbage: out of sync. */
+        ok = c->extended ? nbd_decode_ext_request(hdr, &rd->req)
+                         : nbd_decode_request(hdr, &rd->req);
+        if (!ok) {
             g_free(rd);
             return -EINVAL;          /* bad magic: out of sync, drop */
         }
         if (rd->req.type == NBD_CMD_DISC) {
             g_free(rd);
+            /* The spec: outstanding requests are handled, and answered,
+             * before the connection closes. */
+            while (c->in_flight > 0 && !c->closing) {
+                c->recv_waiting = true;
+                coroutine_yield();
+            }
             return 0;
         }
-        err = nbd_check_request(&rd->req, blk_getlength(c->exp->blk),
-                                c->exp->flags, c->structured, c->have_meta,
-                                &msg, &fatal);
+        err = nbd_check_request_mode(&rd->req, blk_getlength(c->exp->blk),
+                                     c->exp->flags, mode, c->have_meta,
+                                     &msg, &fatal);
         if (fatal) {
             g_free(rd);
             return -EINVAL;
         }
-        if (rd->req.type == NBD_CMD_WRITE) {
-            client_wait_room(c, rd->req.len);
-            rd->payload = g_try_malloc(MAX(rd->req.len, 1));
+        /* Bounded by the check above (NBD_MAX_BUFFER_SIZE).  A payload
+         * is consumed even when the request is refused, so the next
+         * header is found where the client put it. */
+        payload = nbd_request_payload_len(&rd->req, mode);
+        if (payload) {
+            client_wait_room(c, payload);
+            rd->payload = g_try_malloc(payload);
             if (!rd->payload) {
                 g_free(rd);
                 return -ENOMEM;
             }
-            if (rd->req.len &&
-                (ret = nbd_sock_read(&c->sock, rd->payload,
-                                     rd->req.len)) < 0) {
+            if ((ret = nbd_sock_read(&c->sock, rd->payload, payload)) < 0) {
                 g_free(rd->payload);
                 g_free(rd);
                 return ret;
             }
+            rd->charged = payload;
         } else if (rd->req.type == NBD_CMD_READ && !err) {
             client_wait_room(c, rd->req.len);
-        }
-        if (rd->req.type == NBD_CMD_READ || rd->req.type == NBD_CMD_WRITE) {
             rd->charged = rd->req.len;
         }
         c->in_flight++;
@@ -1235,7 +1373,7 @@ static int coroutine_fn client_transmission(NBDClient *c)
         c->refcnt++;
         if (err) {
             co_mutex_lock(&c->send_lock);
-            ret = send_error(c, rd->req.handle, -err, msg);
+            ret = send_error(c, &rd->req, -err, msg);
             co_mutex_unlock(&c->send_lock);
             client_request_done(c, rd);
             if (ret < 0) {
@@ -1267,6 +1405,8 @@ static void client_unref(NBDClient *c)
     if (client_closed_cb) {
         client_closed_cb(client_closed_opaque, negotiated);
     }
+    /* A slot is free: a client waiting in the listen backlog gets it. */
+    server_update_accept();
 }
 
 static void coroutine_fn client_co(void *opaque)
@@ -1290,26 +1430,65 @@ static void coroutine_fn client_co(void *opaque)
 /* ---------------------------------------------------------------------- */
 /* Listening                                                               */
 
+static void server_accept(void *opaque);
+
+static bool server_may_accept(void)
+{
+    return !accept_paused &&
+           (!server_max_conn || g_list_length(all_clients) < server_max_conn);
+}
+
+/*
+ * At the connection limit (or paused) the listening sockets are not
+ * watched, as qemu-nbd does: a new client waits in the listen backlog and
+ * is served as soon as a slot frees, instead of being accepted and closed.
+ * Invariant: the fd handlers are set iff server_may_accept().
+ */
+static void server_update_accept(void)
+{
+    bool on = server_may_accept();
+
+    /* Only on a change: replacing a handler while it runs would free it. */
+    if (on == accepting) {
+        return;
+    }
+    accepting = on;
+    for (guint i = 0; listen_fds && i < listen_fds->len; i++) {
+        int fd = g_array_index(listen_fds, int, i);
+        aio_set_fd_handler(qb_get_aio_context(), fd,
+                           on ? server_accept : NULL, NULL,
+                           GINT_TO_POINTER(fd));
+    }
+}
+
 static void server_accept(void *opaque)
 {
     int lfd = GPOINTER_TO_INT(opaque);
-    NBDClient *c;
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int fd;
 
+    if (!server_may_accept()) {
+        server_update_accept();
+        return;
+    }
+    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
         return;
     }
-    if (accept_paused ||
-        (server_max_conn && g_list_length(all_clients) >= server_max_conn)) {
-        close(fd);
-        return;
-    }
+    nbd_server_serve_fd(fd);
+}
+
+void nbd_server_serve_fd(int fd)
+{
+    NBDClient *c;
+
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     c = g_new0(NBDClient, 1);
     c->refcnt = 1;
     c->meta_bitmaps = g_array_new(FALSE, TRUE, sizeof(gboolean));
     co_mutex_init(&c->send_lock);
     nbd_sock_init(&c->sock, fd, qb_get_aio_context());
     all_clients = g_list_append(all_clients, c);
+    server_update_accept();
     coroutine_enter(coroutine_create(client_co, c));
 }
 
@@ -1320,8 +1499,13 @@ int nbd_server_add_listen_fd(int fd, uint32_t max_connections, Error **errp)
     }
     g_array_append_val(listen_fds, fd);
     server_max_conn = max_connections;
-    aio_set_fd_handler(qb_get_aio_context(), fd, server_accept, NULL,
-                       GINT_TO_POINTER(fd));
+    if (server_may_accept()) {
+        aio_set_fd_handler(qb_get_aio_context(), fd, server_accept, NULL,
+                           GINT_TO_POINTER(fd));
+        accepting = true;
+    } else {
+        server_update_accept();
+    }
     return 0;
 }
 
@@ -1337,6 +1521,15 @@ int nbd_server_start(json_t *addr, uint32_t max_connections, Error **errp)
     if (fd < 0) {
         return -1;
     }
+    /* The socket file is ours: removed again by nbd_server_stop(), as
+     * qemu-storage-daemon does. */
+    if (json_is_string(json_object_get(addr, "type")) &&
+        strcmp(json_string_value(json_object_get(addr, "type")), "unix") == 0 &&
+        json_is_string(json_object_get(addr, "path"))) {
+        g_free(listen_unix_path);
+        listen_unix_path =
+            g_strdup(json_string_value(json_object_get(addr, "path")));
+    }
     return nbd_server_add_listen_fd(fd, max_connections, errp);
 }
 
@@ -1348,6 +1541,7 @@ bool nbd_server_is_running(void)
 void nbd_server_pause_accept(bool pause)
 {
     accept_paused = pause;
+    server_update_accept();
 }
 
 void nbd_server_stop(void)
@@ -1359,6 +1553,11 @@ void nbd_server_stop(void)
             close(fd);
         }
         g_array_set_size(listen_fds, 0);
+    }
+    accepting = false;
+    if (listen_unix_path) {
+        unlink(listen_unix_path);
+        g_clear_pointer(&listen_unix_path, g_free);
     }
     while (exports) {
         nbd_export_remove(exports->data);

@@ -324,8 +324,8 @@ int nbd_socket_listen(json_t *addr, Error **errp)
         }
         freeaddrinfo(res);
         if (fd < 0) {
-            g_autofree char *s = nbd_socket_addr_str(addr);
-            error_setg_errno(errp, err, "Failed to bind socket");
+            /* qemu's text when every address of an inet port is taken */
+            error_setg_errno(errp, err, "Failed to find an available port");
             return -1;
         }
     } else {

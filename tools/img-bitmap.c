@@ -87,8 +87,8 @@ static bool stored_enabled(BlockDriverState *bs, const char *name)
  * again if its on-disk entry says it did, or later writes would be missed
  * by the next incremental backup (regression test: iotest 364).
  */
-static void repair_inconsistent(BlockDriverState *bs, const char *name,
-                                Error **errp)
+void img_repair_inconsistent_bitmap(BlockDriverState *bs, const char *name,
+                                    Error **errp)
 {
     BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(bs, name);
 
@@ -281,7 +281,7 @@ int img_bitmap(int argc, char **argv)
             merge(bs, bitmap, src_bs, a->src, &err);
             break;
         case BITMAP_REPAIR:
-            repair_inconsistent(bs, bitmap, &err);
+            img_repair_inconsistent_bitmap(bs, bitmap, &err);
             break;
         }
         if (err) {

@@ -6,10 +6,17 @@
  * errors), 2 corruptions left, 3 only leaks left, 63 format has no check.
  * After a repair the image is checked again and the second result is
  * reported, with the counts of what was fixed.
+ *
+ * qblock extension: with -r all, --repair-inconsistent-bitmaps also makes
+ * every inconsistent (in-use) persistent bitmap usable again, as `bitmap
+ * --repair-inconsistent` does: all of it dirty, in_use cleared when the
+ * image is closed.  QEMU's check leaves them alone, and so do we without
+ * the option, so the default output stays QEMU's.
  */
 #include "tools/img-util.h"
 #include "block/check.h"
 #include "util/json-qemu.h"
+#include "block/dirty-bitmap.h"
 
 #include <getopt.h>
 
@@ -41,6 +48,44 @@ static int run_check(BlockDriverState *bs, BdrvCheckResult *res, int fix)
     memset(res, 0, sizeof(*res));
     img_run_in_coroutine(check_entry, &c);
     return c.ret;
+}
+
+enum {
+    OPTION_REPAIR_BITMAPS = 500,
+};
+
+static void G_GNUC_PRINTF(2, 3) qprintf(bool quiet, const char *fmt, ...);
+
+/* Repair every inconsistent persistent bitmap of bs; false on failure
+ * (reported).  Human output names each one repaired. */
+static bool repair_bitmaps(BlockDriverState *bs, bool human, bool quiet)
+{
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+
+    /* Names first: repairing does not change the list, but stay safe. */
+    for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
+         bm = bdrv_dirty_bitmap_next(bm)) {
+        if (bdrv_dirty_bitmap_get_persistent(bm) &&
+            bdrv_dirty_bitmap_inconsistent(bm)) {
+            g_ptr_array_add(names, g_strdup(bdrv_dirty_bitmap_name(bm)));
+        }
+    }
+    for (guint i = 0; i < names->len; i++) {
+        const char *name = names->pdata[i];
+        Error *err = NULL;
+
+        img_repair_inconsistent_bitmap(bs, name, &err);
+        if (err) {
+            error_prepend(&err, "Could not repair bitmap '%s': ", name);
+            error_report_err(err);
+            return false;
+        }
+        if (human) {
+            qprintf(quiet, "Repaired inconsistent bitmap '%s': it is now "
+                    "entirely dirty\n", name);
+        }
+    }
+    return true;
 }
 
 static void G_GNUC_PRINTF(2, 3) qprintf(bool quiet, const char *fmt, ...)
@@ -135,11 +180,13 @@ int img_check(int argc, char **argv)
         { "object", required_argument, NULL, OPTION_OBJECT },
         { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
         { "force-share", no_argument, NULL, 'U' },
+        { "repair-inconsistent-bitmaps", no_argument, NULL,
+          OPTION_REPAIR_BITMAPS },
         { NULL, 0, NULL, 0 },
     };
     const char *filename, *fmt = NULL, *output = NULL, *cache = "writeback";
     bool quiet = false, image_opts = false, force_share = false;
-    bool writethrough = false;
+    bool writethrough = false, fix_bitmaps = false;
     int flags = BDRV_O_CHECK, fix = 0, c, ret;
     ImgOutputFormat ofmt;
     BdrvCheckResult res;
@@ -186,7 +233,13 @@ int img_check(int argc, char **argv)
         case OPTION_IMAGE_OPTS:
             image_opts = true;
             break;
+        case OPTION_REPAIR_BITMAPS:
+            fix_bitmaps = true;
+            break;
         }
+    }
+    if (fix_bitmaps && !(fix & BDRV_FIX_ERRORS)) {
+        img_error_exit("--repair-inconsistent-bitmaps requires -r all");
     }
     if (optind != argc - 1) {
         img_error_exit("Expecting one image file name");
@@ -215,6 +268,11 @@ int img_check(int argc, char **argv)
         goto out;
     }
 
+    if (ret == 0 && fix_bitmaps &&
+        !repair_bitmaps(bs, ofmt == IMG_OFORMAT_HUMAN, quiet)) {
+        ret = 1;
+        goto out;
+    }
     if (ret == 0 && (res.corruptions_fixed || res.leaks_fixed)) {
         int corruptions_fixed = res.corruptions_fixed;
         int leaks_fixed = res.leaks_fixed;

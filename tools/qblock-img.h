@@ -22,6 +22,10 @@ int img_create(int argc, char **argv);
 int img_info(int argc, char **argv);
 int img_bench(int argc, char **argv);
 int img_bitmap(int argc, char **argv);
+/* img-bitmap.c: make inconsistent bitmap NAME of bs usable, all dirty
+ * (bitmap --repair-inconsistent, check --repair-inconsistent-bitmaps). */
+void img_repair_inconsistent_bitmap(BlockDriverState *bs, const char *name,
+                                    Error **errp);
 /* Format-generic subcommands (tools/img-NAME.c, helpers in img-util.c). */
 int img_check(int argc, char **argv);
 int img_map(int argc, char **argv);

@@ -257,7 +257,8 @@ int main(int argc, char **argv)
             flags &= ~BDRV_O_RDWR;
             break;
         case 'A': alloc_depth = true; break;
-        case 'B': g_ptr_array_add(bitmaps, optarg); break;
+        /* Last -B first, as qemu-nbd 7.2 lists (and numbers) them. */
+        case 'B': g_ptr_array_insert(bitmaps, 0, optarg); break;
         case 'c':
         case 'd':
             error_report("Kernel NBD devices are not supported by qblock-nbd "

@@ -22,6 +22,61 @@ struct HBitmap {
     uint64_t materialized;   /* chunks holding a word array */
 };
 
+/*
+ * Population counts.  The build targets plain x86-64 (no -mpopcnt: CI
+ * machines are not ours to assume), where __builtin_popcountll is a libgcc
+ * call.  Single words use a table-free SWAR count inline; whole arrays go
+ * through a function chosen once at run time, with the POPCNT instruction
+ * when the CPU has it.
+ */
+static inline unsigned popcount_swar(uint64_t x)
+{
+    x = x - ((x >> 1) & UINT64_C(0x5555555555555555));
+    x = (x & UINT64_C(0x3333333333333333)) +
+        ((x >> 2) & UINT64_C(0x3333333333333333));
+    x = (x + (x >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
+    return (x * UINT64_C(0x0101010101010101)) >> 56;
+}
+
+static uint64_t count_words_swar(const uint64_t *p, size_t n)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        c += popcount_swar(p[i]);
+    }
+    return c;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("popcnt")))
+static uint64_t count_words_popcnt(const uint64_t *p, size_t n)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        c += __builtin_popcountll(p[i]);
+    }
+    return c;
+}
+#endif
+
+static uint64_t (*count_words_impl)(const uint64_t *, size_t);
+
+/* Set bits in p[0..n). */
+static uint64_t count_words(const uint64_t *p, size_t n)
+{
+    if (G_UNLIKELY(!count_words_impl)) {
+        /* Idempotent, so a race between threads only repeats the choice. */
+#if defined(__x86_64__) && defined(__GNUC__)
+        __builtin_cpu_init();
+        count_words_impl = __builtin_cpu_supports("popcnt") ?
+                           count_words_popcnt : count_words_swar;
+#else
+        count_words_impl = count_words_swar;
+#endif
+    }
+    return count_words_impl(p, n);
+}
+
 /* Marker for a chunk whose bits are all set; never dereferenced. */
 static uint64_t full_chunk_marker;
 #define FULL_CHUNK (&full_chunk_marker)
@@ -121,18 +176,47 @@ static void update_bits(HBitmap *hb, uint64_t first, uint64_t last, bool set)
         if (hb->chunks[c] == (set ? FULL_CHUNK : NULL)) {
             continue;   /* already in the wanted state */
         }
+        if (lo / 64 == hi / 64 && hb->chunks[c] &&
+            hb->chunks[c] != FULL_CHUNK) {
+            /* The write path's common case: a range inside one word of a
+             * materialized chunk that is usually already in the wanted
+             * state (rewrites of dirty areas); no allocation, no
+             * normalization unless the count really changed. */
+            uint64_t mask = (~UINT64_C(0) >> (63 - hi % 64)) &
+                            (~UINT64_C(0) << (lo % 64));
+            uint64_t *word = &hb->chunks[c][(lo % CHUNK_BITS) / 64];
+            uint64_t flip = set ? (mask & ~*word) : (mask & *word);
+
+            if (flip) {
+                unsigned n = popcount_swar(flip);
+                *word ^= flip;
+                if (set) {
+                    hb->chunk_count[c] += n;
+                    hb->count += n;
+                } else {
+                    hb->chunk_count[c] -= n;
+                    hb->count -= n;
+                }
+                normalize(hb, c);
+            }
+            continue;
+        }
         p = materialize(hb, c);
         for (uint64_t w = lo / 64; w <= hi / 64; w++) {
             uint64_t wlo = MAX(lo, w * 64) % 64, whi = MIN(hi, w * 64 + 63) % 64;
             uint64_t mask = (~UINT64_C(0) >> (63 - whi)) & (~UINT64_C(0) << wlo);
             uint64_t *word = &p[w % CHUNK_WORDS];
-            uint64_t old = *word;
+            uint64_t flip = set ? (mask & ~*word) : (mask & *word);
+            unsigned n = popcount_swar(flip);
 
-            *word = set ? (old | mask) : (old & ~mask);
-            int64_t delta = (int64_t)__builtin_popcountll(*word) -
-                            __builtin_popcountll(old);
-            hb->chunk_count[c] += delta;
-            hb->count += delta;
+            *word ^= flip;
+            if (set) {
+                hb->chunk_count[c] += n;
+                hb->count += n;
+            } else {
+                hb->chunk_count[c] -= n;
+                hb->count -= n;
+            }
         }
         normalize(hb, c);
     }
@@ -352,6 +436,7 @@ bool hbitmap_merge_into(HBitmap *dst, const HBitmap *src)
     for (uint64_t c = 0; c < src->nchunks; c++) {
         const uint64_t *s = src->chunks[c];
         uint64_t *d;
+        uint32_t n;
 
         if (!s || dst->chunks[c] == FULL_CHUNK) {
             continue;
@@ -362,13 +447,11 @@ bool hbitmap_merge_into(HBitmap *dst, const HBitmap *src)
         }
         d = materialize(dst, c);
         for (unsigned i = 0; i < CHUNK_WORDS; i++) {
-            uint64_t old = d[i];
             d[i] |= s[i];
-            int64_t delta = (int64_t)__builtin_popcountll(d[i]) -
-                            __builtin_popcountll(old);
-            dst->chunk_count[c] += delta;
-            dst->count += delta;
         }
+        n = count_words(d, CHUNK_WORDS);
+        dst->count += n - dst->chunk_count[c];
+        dst->chunk_count[c] = n;
         normalize(dst, c);
     }
     return true;
@@ -474,16 +557,14 @@ void hbitmap_deserialize_part(HBitmap *hb, const uint8_t *buf,
         uint64_t cw0 = MAX(w0, c * CHUNK_WORDS);
         uint64_t cw1 = MIN(w1, (c + 1) * CHUNK_WORDS - 1);
         uint64_t *p = materialize(hb, c);
-        uint32_t n = 0;
+        uint32_t n;
 
         for (uint64_t w = cw0; w <= cw1; w++) {
             uint64_t v;
             memcpy(&v, buf + (w - w0) * 8, 8);
             p[w % CHUNK_WORDS] = GUINT64_FROM_LE(v) & valid_mask(hb, w);
         }
-        for (unsigned i = 0; i < CHUNK_WORDS; i++) {
-            n += __builtin_popcountll(p[i]);
-        }
+        n = count_words(p, CHUNK_WORDS);
         hb->count += (int64_t)n - hb->chunk_count[c];
         hb->chunk_count[c] = n;
         normalize(hb, c);

@@ -2,17 +2,41 @@
  * The "nbd" protocol driver: a node backed by an export on an NBD server
  * (qemu-nbd, qblock-nbd, the storage daemon, nbdkit).  Options as QEMU 7.2:
  * server ({type: unix, path} | {type: inet, host, port}), export,
- * x-dirty-bitmap (report a meta context's extents as the allocation map),
- * reconnect-delay (accepted; no reconnection is attempted), tls-creds
- * (STARTTLS with a client-endpoint tls-creds-psk/x509 object) and
- * tls-hostname.  Filenames nbd://host[:port]/export,
- * nbd+unix:///export?socket=PATH and the legacy nbd:host:port /
- * nbd:unix:PATH[:exportname=NAME] forms.
+ * x-dirty-bitmap (the full name of a meta context, e.g.
+ * "qemu:dirty-bitmap:b0", whose extents are reported as the allocation
+ * map), reconnect-delay, tls-creds (STARTTLS with a client-endpoint
+ * tls-creds-psk/x509 object) and tls-hostname.  Filenames
+ * nbd://host[:port]/export, nbd+unix:///export?socket=PATH and the legacy
+ * nbd:host:port / nbd:unix:PATH[:exportname=NAME] forms.
  *
- * Requests are serialised by one CoMutex: each is sent and its whole reply
- * read before the next starts, so replies never need demultiplexing.
- * Every reply header and chunk is validated (magic, handle, lengths and
- * offsets within the request) before data is copied.
+ * Up to NBD_CLIENT_MAX_REQUESTS requests are in flight on the connection.
+ * A request coroutine takes a slot (its handle names the slot), sends its
+ * header and payload under send_lock, and parks; one reader coroutine
+ * reads every reply, matches it to its slot by handle, validates it
+ * (magic, handle of a request in flight, lengths and offsets within that
+ * request) and copies the data straight into the request's buffers, then
+ * wakes the request once its reply is complete.
+ *
+ * Invariants:
+ *  1. A slot is in use iff its handle is non-zero; handles are never
+ *     reused while the slot is in use (a sequence number sits above the
+ *     slot bits), so a reply to a finished request is a protocol error.
+ *  2. Only the reader reads the socket, only the holder of send_lock
+ *     writes it; the socket is replaced only by the reader, while it
+ *     holds no reply in progress and after taking send_lock once with
+ *     state != CONNECTED (no writer can be on the old socket afterwards:
+ *     writers check the state under send_lock).
+ *  3. A protocol error, EOF or failed send ends the connection
+ *     (nbd_channel_error): every request still waiting for its reply fails
+ *     with -EIO marked conn_lost.  Without reconnect-delay the state is
+ *     QUIT for good.  With it, as in QEMU 7.2, the reader reconnects in the
+ *     background (immediately, then after 1, 2, 4, 8, 16, 16... s);
+ *     requests (new ones, and those that failed with conn_lost, which are
+ *     resent) wait for at most reconnect-delay seconds from the loss
+ *     (CONNECTING_WAIT), then fail with -EIO at once (CONNECTING_NOWAIT)
+ *     until a later attempt succeeds.  A reconnection must find the same
+ *     export size, the requested meta context and (for a writable node) a
+ *     writable export, or it counts as a failed attempt.
  */
 #include "nbd/nbd.h"
 #include "util/bswap.h"
@@ -23,12 +47,78 @@
 
 #include <sys/socket.h>
 
+#define NBD_CLIENT_MAX_REQUESTS 16      /* as QEMU's client */
+#define NBD_SLOT_BITS           4
+#define NBD_SLOT_MASK           ((1u << NBD_SLOT_BITS) - 1)
+#define NBD_RECONNECT_FIRST_NS  (INT64_C(1000000000))
+#define NBD_RECONNECT_MAX_NS    (INT64_C(16000000000))
+
+_Static_assert(NBD_CLIENT_MAX_REQUESTS <= (1 << NBD_SLOT_BITS),
+               "a handle's slot bits must name every slot");
+
+typedef enum NBDClientState {
+    NBD_CLIENT_CONNECTED,
+    NBD_CLIENT_CONNECTING_WAIT,   /* lost; requests wait for a reconnect */
+    NBD_CLIENT_CONNECTING_NOWAIT, /* lost longer than reconnect-delay */
+    NBD_CLIENT_QUIT,              /* lost for good, or closing */
+} NBDClientState;
+
+/* Why the reader is parked outside the socket (who may wake it). */
+typedef enum ReaderPark {
+    PARK_NONE,
+    PARK_IDLE,      /* no reply expected: the next sender wakes it */
+    PARK_SLEEP,     /* between reconnection attempts: retry_timer */
+} ReaderPark;
+
+/* What a request needs from its reply (filled in by the caller). */
+typedef struct Reply {
+    IOVector *qiov;              /* READ destination */
+    uint64_t offset, len;        /* the request */
+    int64_t *pnum;               /* BLOCK_STATUS result */
+    uint32_t *bs_flags;
+    bool got_status;
+} Reply;
+
+typedef struct NBDReq {
+    uint64_t handle;             /* 0: slot free */
+    uint16_t type;
+    Reply *r;
+    Coroutine *co;
+    bool waiting;                /* co is parked until done */
+    bool done;
+    bool conn_lost;              /* failed because the connection went */
+    int ret;
+    int err;                     /* errno of the first error chunk */
+    unsigned chunks;
+} NBDReq;
+
 typedef struct BDRVNBDState {
+    BlockDriverState *bs;
     NBDSock sock;
     NBDExportInfo info;
-    CoMutex lock;
-    uint64_t next_handle;
-    bool broken;                 /* stream out of sync: fail everything */
+    AioContext *ctx;
+    NBDClientState state;
+    bool closing;
+
+    CoMutex send_lock;
+    CoQueue free_slots;          /* requests waiting for a slot */
+    CoQueue reconnect_queue;     /* requests waiting in CONNECTING_WAIT */
+    NBDReq reqs[NBD_CLIENT_MAX_REQUESTS];
+    int in_flight;               /* slots in use */
+    uint64_t seq;
+
+    Coroutine *reader;           /* NULL until the first request */
+    ReaderPark park;
+
+    /* Reconnection */
+    int64_t reconnect_delay;     /* seconds; 0: never reconnect */
+    QBTimer *delay_timer;        /* ends CONNECTING_WAIT */
+    QBTimer *retry_timer;        /* wakes the reader for the next attempt */
+    int64_t retry_at;            /* when retry_timer is due */
+    bool attempting;             /* an attempt is due or running */
+    json_t *server;              /* SocketAddress to connect to */
+    char *meta_ctx;              /* context to select (x-dirty-bitmap) */
+    char *tls_hostname;
     char *bitmap;                /* x-dirty-bitmap */
 } BDRVNBDState;
 
@@ -175,15 +265,46 @@ static json_t *take_server(json_t *options, Error **errp)
     return srv;
 }
 
+/* QEMU's canonical filename of an nbd node (iotest 327, qemu-img map's
+ * File column): nbd+unix:///EXP?socket=P, nbd+unix://?socket=P without
+ * an export, nbd://HOST:PORT[/EXP]; IPv6 hosts get none (json: instead). */
+static void nbd_set_exact_filename(BlockDriverState *bs)
+{
+    BDRVNBDState *s = bs->opaque;
+    const char *type = json_string_value(json_object_get(s->server, "type"));
+    const char *exp = s->info.name && *s->info.name ? s->info.name : NULL;
+    g_autofree char *f = NULL;
+
+    if (!g_strcmp0(type, "unix")) {
+        const char *path = json_string_value(json_object_get(s->server,
+                                                             "path"));
+        f = exp ? g_strdup_printf("nbd+unix:///%s?socket=%s", exp, path)
+                : g_strdup_printf("nbd+unix://?socket=%s", path);
+    } else if (!g_strcmp0(type, "inet")) {
+        const char *host = json_string_value(json_object_get(s->server,
+                                                             "host"));
+        json_t *pj = json_object_get(s->server, "port");
+        g_autofree char *port = json_is_integer(pj) ?
+            g_strdup_printf("%" JSON_INTEGER_FORMAT, json_integer_value(pj)) :
+            g_strdup(json_is_string(pj) ? json_string_value(pj) : "10809");
+        if (host && !strchr(host, ':')) {
+            f = exp ? g_strdup_printf("nbd://%s:%s/%s", host, port, exp)
+                    : g_strdup_printf("nbd://%s:%s", host, port);
+        }
+    }
+    snprintf(bs->exact_filename, sizeof(bs->exact_filename), "%s",
+             f ? f : "");
+}
+
+static void delay_timer_cb(void *opaque);
+static void retry_timer_cb(void *opaque);
+
 static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
                           Error **errp)
 {
     BDRVNBDState *s = bs->opaque;
     g_autofree char *tls = NULL;
-    g_autofree char *tls_hostname = NULL;
-    g_autofree char *srv_host = NULL;
     g_autofree char *filename = qb_opt_take_str(options, "filename");
-    json_t *srv;
     Error *local_err = NULL;
     int fd;
 
@@ -195,14 +316,15 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
         }
     }
     tls = qb_opt_take_str(options, "tls-creds");
-    tls_hostname = qb_opt_take_str(options, "tls-hostname");
+    s->tls_hostname = qb_opt_take_str(options, "tls-hostname");
     if (tls) {
         s->info.tls_creds = nbd_tls_creds_find(tls, false, errp);
         if (!s->info.tls_creds) {
             return -EINVAL;
         }
     }
-    qb_opt_take_int(options, "reconnect-delay", 0, &local_err);
+    s->reconnect_delay = qb_opt_take_int(options, "reconnect-delay", 0,
+                                         &local_err);
     if (local_err) {
         error_propagate(errp, local_err);
         return -EINVAL;
@@ -216,30 +338,33 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
     if (!s->info.name) {
         s->info.name = g_strdup("");
     }
+    /* x-dirty-bitmap is the whole context name, as in QEMU: the
+     * documented use is x-dirty-bitmap=qemu:dirty-bitmap:NAME. */
     s->bitmap = qb_opt_take_str(options, "x-dirty-bitmap");
-    srv = take_server(options, errp);
-    if (!srv) {
+    s->meta_ctx = g_strdup(s->bitmap ? s->bitmap : NBD_META_BASE_ALLOCATION);
+    s->server = take_server(options, errp);
+    if (!s->server) {
         return -EINVAL;
     }
-    srv_host = g_strdup(json_string_value(json_object_get(srv, "host")));
-    fd = nbd_socket_connect(srv, errp);
-    json_decref(srv);
+    /* x509 checks the server's name: tls-hostname, else the host we
+     * connected to (QEMU's default for inet addresses). */
+    if (!s->tls_hostname) {
+        s->tls_hostname = g_strdup(json_string_value(
+            json_object_get(s->server, "host")));
+    }
+    fd = nbd_socket_connect(s->server, errp);
     if (fd < 0) {
         return -ECONNREFUSED;
     }
 
-    g_autofree char *ctx = s->bitmap ?
-        g_strconcat(NBD_META_DIRTY_BITMAP, s->bitmap, NULL) : NULL;
+    s->bs = bs;
+    s->ctx = bs->aio_context ? bs->aio_context : qb_get_aio_context();
     s->info.request_structured = true;
-    s->info.meta_context = ctx ? ctx : NBD_META_BASE_ALLOCATION;
-    /* x509 checks the server's name: tls-hostname, else the host we
-     * connected to (QEMU's default for inet addresses). */
-    s->info.tls_hostname = tls_hostname ? tls_hostname : srv_host;
+    s->info.meta_context = s->meta_ctx;
+    s->info.tls_hostname = s->tls_hostname;
     /* The handshake runs on the socket the requests will use: a TLS
      * session negotiated by STARTTLS lives on it. */
-    co_mutex_init(&s->lock);
-    nbd_sock_init(&s->sock, fd, bs->aio_context ? bs->aio_context
-                                                : qb_get_aio_context());
+    nbd_sock_init(&s->sock, fd, s->ctx);
     if (nbd_client_handshake_sock(&s->sock, &s->info, errp) < 0) {
         nbd_sock_close(&s->sock);
         return -EINVAL;
@@ -247,7 +372,9 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
     s->info.meta_context = NULL;
     s->info.tls_hostname = NULL;
     if (s->bitmap && !s->info.meta_selected) {
-        error_setg(errp, "requested x-dirty-bitmap %s not found", s->bitmap);
+        /* QEMU 7.2 loses its "requested x-dirty-bitmap %s not found" on
+         * the way out and reports the errno instead (iotest 397). */
+        error_setg(errp, "Could not open image: %s", strerror(EINVAL));
         nbd_sock_close(&s->sock);
         return -EINVAL;
     }
@@ -274,9 +401,28 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
             bs->supported_zero_flags |= BDRV_REQ_NO_FALLBACK;
         }
     }
-    snprintf(bs->exact_filename, sizeof(bs->exact_filename), "%s",
-             bs->filename);
+    nbd_set_exact_filename(bs);
+
+    s->state = NBD_CLIENT_CONNECTED;
+    co_mutex_init(&s->send_lock);
+    co_queue_init(&s->free_slots);
+    co_queue_init(&s->reconnect_queue);
+    s->delay_timer = aio_timer_new(s->ctx, QB_CLOCK_MONOTONIC,
+                                   delay_timer_cb, s);
+    s->retry_timer = aio_timer_new(s->ctx, QB_CLOCK_MONOTONIC,
+                                   retry_timer_cb, s);
     return 0;
+}
+
+static void nbd_free_state(BDRVNBDState *s)
+{
+    nbd_export_info_clear(&s->info);
+    g_clear_pointer(&s->bitmap, g_free);
+    g_clear_pointer(&s->meta_ctx, g_free);
+    g_clear_pointer(&s->tls_hostname, g_free);
+    g_clear_pointer(&s->server, json_decref);
+    g_clear_pointer(&s->delay_timer, qb_timer_free);
+    g_clear_pointer(&s->retry_timer, qb_timer_free);
 }
 
 /* The core does not call close after a failed open: release what the
@@ -285,22 +431,29 @@ static int nbd_open(BlockDriverState *bs, json_t *options, int flags,
                     Error **errp)
 {
     BDRVNBDState *s = bs->opaque;
-    int ret = nbd_open_inner(bs, options, flags, errp);
+    int ret;
 
+    s->sock.fd = -1;
+    ret = nbd_open_inner(bs, options, flags, errp);
     if (ret < 0) {
-        nbd_export_info_clear(&s->info);
-        g_clear_pointer(&s->bitmap, g_free);
+        nbd_free_state(s);
     }
     return ret;
 }
+
+static void reader_wake(BDRVNBDState *s, ReaderPark from);
 
 static void nbd_close(BlockDriverState *bs)
 {
     BDRVNBDState *s = bs->opaque;
 
-    if (s->sock.fd >= 0 && !s->broken) {
+    s->closing = true;
+    /* After a drain nobody holds send_lock; should a request still be
+     * sending, skip DISC rather than interleave it with that payload. */
+    if (s->state == NBD_CLIENT_CONNECTED && s->sock.fd >= 0 &&
+        !s->send_lock.locked) {
         uint8_t buf[NBD_REQUEST_SIZE];
-        NBDRequest req = { .type = NBD_CMD_DISC, .handle = s->next_handle++ };
+        NBDRequest req = { .type = NBD_CMD_DISC };
         nbd_encode_request(buf, &req);
         /* Best effort, non-blocking: the server closes on its side.
          * Under TLS the request must go through the session. */
@@ -312,9 +465,20 @@ static void nbd_close(BlockDriverState *bs)
             /* nothing to do either way */
         }
     }
+    s->state = NBD_CLIENT_QUIT;
+    co_queue_restart_all(&s->reconnect_queue);
+    /* The reader leaves once it sees closing: wake it wherever it is
+     * parked (the socket shutdown wakes it from a read or handshake). */
+    nbd_sock_shutdown(&s->sock);
+    qb_timer_del(s->retry_timer);
+    qb_timer_del(s->delay_timer);
+    reader_wake(s, PARK_IDLE);
+    reader_wake(s, PARK_SLEEP);
+    while (s->reader) {
+        aio_poll(s->ctx, true);
+    }
     nbd_sock_close(&s->sock);
-    nbd_export_info_clear(&s->info);
-    g_free(s->bitmap);
+    nbd_free_state(s);
 }
 
 static void nbd_refresh_limits(BlockDriverState *bs, Error **errp)
@@ -339,20 +503,81 @@ static int64_t nbd_getlength(BlockDriverState *bs)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Requests                                                                */
+/* The connection: reader, errors, reconnection                            */
 
-typedef struct Reply {
-    IOVector *qiov;              /* READ destination */
-    uint64_t offset, len;        /* the request */
-    int64_t *pnum;               /* BLOCK_STATUS result */
-    uint32_t *bs_flags;
-    bool got_status;
-} Reply;
+static void reader_park(BDRVNBDState *s, ReaderPark why)
+{
+    s->park = why;
+    coroutine_yield();
+}
+
+/* Wake the reader if it is parked for reason `from`. */
+static void reader_wake(BDRVNBDState *s, ReaderPark from)
+{
+    if (s->reader && s->park == from) {
+        s->park = PARK_NONE;
+        aio_co_wake(s->reader);
+    }
+}
+
+static void retry_timer_cb(void *opaque)
+{
+    reader_wake(opaque, PARK_SLEEP);
+}
+
+/* reconnect-delay is over: waiting requests fail from now on. */
+static void delay_timer_cb(void *opaque)
+{
+    BDRVNBDState *s = opaque;
+
+    if (s->state == NBD_CLIENT_CONNECTING_WAIT) {
+        s->state = NBD_CLIENT_CONNECTING_NOWAIT;
+        co_queue_restart_all(&s->reconnect_queue);
+    }
+}
+
+/* Complete a request; its coroutine runs once the caller yields. */
+static void req_done(NBDReq *req, int ret)
+{
+    req->done = true;
+    req->ret = ret;
+    if (req->waiting) {
+        req->waiting = false;
+        aio_co_wake(req->co);
+    }
+}
+
+/* The connection is unusable (protocol error, EOF, failed send): see
+ * invariant 3.  Idempotent. */
+static void nbd_channel_error(BDRVNBDState *s)
+{
+    if (s->state != NBD_CLIENT_CONNECTED) {
+        return;
+    }
+    if (s->reconnect_delay > 0 && !s->closing) {
+        s->state = NBD_CLIENT_CONNECTING_WAIT;
+        qb_timer_mod_ns(s->delay_timer,
+                        qb_clock_get_ns(QB_CLOCK_MONOTONIC) +
+                        s->reconnect_delay * INT64_C(1000000000));
+    } else {
+        s->state = NBD_CLIENT_QUIT;
+    }
+    nbd_sock_shutdown(&s->sock);
+    for (int i = 0; i < NBD_CLIENT_MAX_REQUESTS; i++) {
+        NBDReq *req = &s->reqs[i];
+        if (req->handle && !req->done) {
+            req->conn_lost = true;
+            req_done(req, -EIO);
+        }
+    }
+    /* An idle reader starts the reconnection (or leaves). */
+    reader_wake(s, PARK_IDLE);
+}
 
 /*
- * A failed socket read or write means the connection is gone (hard
- * disconnect, server exit): as QEMU's client, report -EIO rather than the
- * socket's errno (ECONNRESET, EPIPE, ESHUTDOWN), so callers print
+ * A failed socket read means the connection is gone (hard disconnect,
+ * server exit): as QEMU's client, report -EIO rather than the socket's
+ * errno (ECONNRESET, EPIPE, ESHUTDOWN), so callers print
  * "Input/output error".  Errors the server sends stay as they are.
  */
 static int coroutine_fn sock_read(BDRVNBDState *s, void *buf, size_t len)
@@ -360,66 +585,117 @@ static int coroutine_fn sock_read(BDRVNBDState *s, void *buf, size_t len)
     return nbd_sock_read(&s->sock, buf, len) < 0 ? -EIO : 0;
 }
 
-/* Read and check the reply to request handle; -errno from the server or
- * -EIO (and the connection marked broken) for protocol violations. */
-static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
-                                      uint16_t type, Reply *r)
+/* Read len bytes of payload into qiov at offset off (already checked to
+ * lie within the request). */
+static int coroutine_fn read_into_qiov(BDRVNBDState *s, IOVector *qiov,
+                                       size_t off, size_t len)
 {
-    uint8_t hdr[NBD_STRUCTURED_HDR_SIZE];
-    int ret, err = 0;
+    for (int i = 0; i < qiov->niov && len; i++) {
+        size_t l = qiov->iov[i].iov_len, n;
 
-    if ((ret = sock_read(s, hdr, 4)) < 0) {
-        return ret;
-    }
-    if (ld32_be(hdr) == NBD_SIMPLE_REPLY_MAGIC) {
-        if ((ret = sock_read(s, hdr + 4, 12)) < 0) {
-            return ret;
+        if (off >= l) {
+            off -= l;
+            continue;
         }
-        if (ld64_be(hdr + 8) != handle) {
+        n = MIN(l - off, len);
+        if (sock_read(s, (uint8_t *)qiov->iov[i].iov_base + off, n) < 0) {
             return -EIO;
         }
+        len -= n;
+        off = 0;
+    }
+    return len ? -EIO : 0;
+}
+
+/* The request in flight that handle names, or NULL (a protocol error). */
+static NBDReq *find_req(BDRVNBDState *s, uint64_t handle)
+{
+    NBDReq *req = &s->reqs[handle & NBD_SLOT_MASK];
+
+    if ((handle & NBD_SLOT_MASK) >= NBD_CLIENT_MAX_REQUESTS ||
+        !handle || req->handle != handle || req->done) {
+        return NULL;
+    }
+    return req;
+}
+
+static bool replies_expected(BDRVNBDState *s)
+{
+    for (int i = 0; i < NBD_CLIENT_MAX_REQUESTS; i++) {
+        if (s->reqs[i].handle && !s->reqs[i].done) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Read one simple reply or one structured chunk and apply it to its
+ * request; -EIO on any protocol violation or socket error. */
+static int coroutine_fn receive_one(BDRVNBDState *s)
+{
+    uint8_t hdr[NBD_STRUCTURED_HDR_SIZE];
+    g_autofree uint8_t *payload = NULL;
+    uint16_t flags, ctype;
+    uint32_t len;
+    NBDReq *req;
+    Reply *r;
+
+    if (sock_read(s, hdr, 4) < 0) {
+        return -EIO;
+    }
+    if (ld32_be(hdr) == NBD_SIMPLE_REPLY_MAGIC) {
+        int err;
+
+        if (sock_read(s, hdr + 4, 12) < 0) {
+            return -EIO;
+        }
+        req = find_req(s, ld64_be(hdr + 8));
+        if (!req || req->chunks) {
+            return -EIO;
+        }
+        r = req->r;
         err = nbd_wire_to_errno(ld32_be(hdr + 4));
         if (err) {
-            return -err;
+            req_done(req, -err);
+            return 0;
         }
-        if (type == NBD_CMD_READ && r->len) {
-            g_autofree uint8_t *buf = g_malloc(r->len);
-            if ((ret = sock_read(s, buf, r->len)) < 0) {
-                return ret;
-            }
-            qiov_from_buf(r->qiov, 0, buf, r->len);
+        if (req->type == NBD_CMD_READ && r->len &&
+            read_into_qiov(s, r->qiov, 0, r->len) < 0) {
+            return -EIO;
         }
+        req_done(req, 0);
         return 0;
     }
     if (ld32_be(hdr) != NBD_STRUCTURED_REPLY_MAGIC || !s->info.structured) {
         return -EIO;
     }
-    for (int chunks = 0; ; chunks++) {
-        uint16_t flags, ctype;
-        uint32_t len;
-        g_autofree uint8_t *payload = NULL;
+    if (sock_read(s, hdr + 4, 16) < 0) {
+        return -EIO;
+    }
+    flags = ld16_be(hdr + 4);
+    ctype = ld16_be(hdr + 6);
+    len = ld32_be(hdr + 16);
+    req = find_req(s, ld64_be(hdr + 8));
+    if (!req || len > NBD_MAX_BUFFER_SIZE + 4096 || ++req->chunks > 1000000) {
+        return -EIO;
+    }
+    r = req->r;
+    if (ctype == NBD_REPLY_TYPE_OFFSET_DATA) {
+        uint8_t ob[8];
+        uint64_t off;
 
-        if (chunks > 0) {
-            if ((ret = sock_read(s, hdr, 4)) < 0) {
-                return ret;
-            }
-            if (ld32_be(hdr) != NBD_STRUCTURED_REPLY_MAGIC) {
-                return -EIO;
-            }
-        }
-        if ((ret = sock_read(s, hdr + 4, 16)) < 0) {
-            return ret;
-        }
-        flags = GUINT16_FROM_BE(*(uint16_t *)(hdr + 4));
-        ctype = GUINT16_FROM_BE(*(uint16_t *)(hdr + 6));
-        len = ld32_be(hdr + 16);
-        if (ld64_be(hdr + 8) != handle ||
-            len > NBD_MAX_BUFFER_SIZE + 4096) {
+        if (req->type != NBD_CMD_READ || len < 8 || sock_read(s, ob, 8) < 0) {
             return -EIO;
         }
+        off = ld64_be(ob);
+        if (off < r->offset || off + (len - 8) > r->offset + r->len ||
+            read_into_qiov(s, r->qiov, off - r->offset, len - 8) < 0) {
+            return -EIO;
+        }
+    } else {
         payload = g_malloc(MAX(len, 1));
-        if (len && (ret = sock_read(s, payload, len)) < 0) {
-            return ret;
+        if (len && sock_read(s, payload, len) < 0) {
+            return -EIO;
         }
         switch (ctype) {
         case NBD_REPLY_TYPE_NONE:
@@ -427,22 +703,10 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
                 return -EIO;
             }
             break;
-        case NBD_REPLY_TYPE_OFFSET_DATA: {
-            uint64_t off;
-            if (type != NBD_CMD_READ || len < 8) {
-                return -EIO;
-            }
-            off = ld64_be(payload);
-            if (off < r->offset || off + (len - 8) > r->offset + r->len) {
-                return -EIO;
-            }
-            qiov_from_buf(r->qiov, off - r->offset, payload + 8, len - 8);
-            break;
-        }
         case NBD_REPLY_TYPE_OFFSET_HOLE: {
             uint64_t off;
             uint32_t hl;
-            if (type != NBD_CMD_READ || len != 12) {
+            if (req->type != NBD_CMD_READ || len != 12) {
                 return -EIO;
             }
             off = ld64_be(payload);
@@ -454,7 +718,8 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
             break;
         }
         case NBD_REPLY_TYPE_BLOCK_STATUS:
-            if (type != NBD_CMD_BLOCK_STATUS || len < 12 || (len - 4) % 8) {
+            if (req->type != NBD_CMD_BLOCK_STATUS || len < 12 ||
+                (len - 4) % 8) {
                 return -EIO;
             }
             if (ld32_be(payload) == s->info.meta_id && !r->got_status) {
@@ -472,10 +737,10 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
                 if (len < 6) {
                     return -EIO;
                 }
-                if (!err) {
-                    err = nbd_wire_to_errno(ld32_be(payload));
-                    if (!err) {
-                        err = EIO;
+                if (!req->err) {
+                    req->err = nbd_wire_to_errno(ld32_be(payload));
+                    if (!req->err) {
+                        req->err = EIO;
                     }
                 }
                 break;
@@ -483,20 +748,181 @@ static int coroutine_fn receive_reply(BDRVNBDState *s, uint64_t handle,
             /* Unknown non-error chunk types must be rejected. */
             return -EIO;
         }
-        if (flags & NBD_REPLY_FLAG_DONE) {
-            break;
-        }
-        if (chunks > 1000000) {
+    }
+    if (flags & NBD_REPLY_FLAG_DONE) {
+        if (req->err) {
+            req_done(req, -req->err);
+        } else if (req->type == NBD_CMD_BLOCK_STATUS && !r->got_status) {
             return -EIO;
+        } else {
+            req_done(req, 0);
         }
-    }
-    if (err) {
-        return -err;
-    }
-    if (type == NBD_CMD_BLOCK_STATUS && !r->got_status) {
-        return -EIO;
     }
     return 0;
+}
+
+/* One attempt to connect and negotiate again, on s->sock. */
+static int coroutine_fn nbd_try_reconnect(BDRVNBDState *s)
+{
+    NBDExportInfo ni = {
+        .name = s->info.name,
+        .request_structured = true,
+        .meta_context = s->meta_ctx,
+        .tls_creds = s->info.tls_creds,
+        .tls_hostname = s->tls_hostname,
+    };
+    Error *err = NULL;
+    bool ok;
+    int fd = nbd_socket_connect(s->server, &err);
+
+    if (fd < 0) {
+        error_free(err);
+        return -EIO;
+    }
+    nbd_sock_init(&s->sock, fd, s->ctx);
+    ok = nbd_client_handshake_sock(&s->sock, &ni, &err) >= 0 &&
+         ni.size == s->info.size && ni.structured == s->info.structured &&
+         (!s->bitmap || ni.meta_selected) &&
+         (s->bs->read_only || !(ni.flags & NBD_FLAG_READ_ONLY));
+    ni.name = NULL;
+    nbd_export_info_clear(&ni);
+    error_free(err);
+    if (!ok || s->closing) {
+        nbd_sock_close(&s->sock);
+        return -EIO;
+    }
+    s->info.flags = ni.flags;
+    s->info.meta_selected = ni.meta_selected;
+    s->info.meta_id = ni.meta_id;
+    return 0;
+}
+
+/* Reconnect until it works or the node closes (invariant 3). */
+static void coroutine_fn nbd_reconnect(BDRVNBDState *s)
+{
+    int64_t backoff = NBD_RECONNECT_FIRST_NS;
+
+    /* Invariant 2: after this no writer touches the old socket. */
+    co_mutex_lock(&s->send_lock);
+    co_mutex_unlock(&s->send_lock);
+    nbd_sock_close(&s->sock);
+    while (!s->closing) {
+        s->attempting = true;
+        if (nbd_try_reconnect(s) == 0) {
+            s->state = NBD_CLIENT_CONNECTED;
+            s->attempting = false;
+            qb_timer_del(s->delay_timer);
+            co_queue_restart_all(&s->reconnect_queue);
+            co_queue_restart_all(&s->free_slots);
+            return;
+        }
+        s->attempting = false;
+        co_queue_restart_all(&s->reconnect_queue);
+        s->retry_at = qb_clock_get_ns(QB_CLOCK_MONOTONIC) + backoff;
+        qb_timer_mod_ns(s->retry_timer, s->retry_at);
+        reader_park(s, PARK_SLEEP);
+        backoff = MIN(backoff * 2, NBD_RECONNECT_MAX_NS);
+    }
+}
+
+static void coroutine_fn nbd_reader(void *opaque)
+{
+    BDRVNBDState *s = opaque;
+
+    while (!s->closing) {
+        if (s->state == NBD_CLIENT_QUIT) {
+            break;
+        } else if (s->state != NBD_CLIENT_CONNECTED) {
+            nbd_reconnect(s);
+        } else if (!replies_expected(s)) {
+            reader_park(s, PARK_IDLE);
+        } else if (receive_one(s) < 0) {
+            nbd_channel_error(s);
+        }
+    }
+    s->reader = NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Requests                                                                */
+
+/* Send one request and wait for its reply.  *lost is set when it failed
+ * because the connection went (it may be retried after a reconnect). */
+static int coroutine_fn nbd_request_once(BDRVNBDState *s, uint16_t type,
+                                         uint16_t flags, uint64_t offset,
+                                         uint64_t len, IOVector *wqiov,
+                                         Reply *r, bool *lost)
+{
+    uint8_t hdr[NBD_REQUEST_SIZE];
+    NBDRequest nr = { .flags = flags, .type = type, .offset = offset,
+                      .len = len };
+    NBDReq *req = NULL;
+    int ret, i;
+
+    while (s->state == NBD_CLIENT_CONNECTED &&
+           s->in_flight >= NBD_CLIENT_MAX_REQUESTS) {
+        co_queue_wait(&s->free_slots, NULL);
+    }
+    if (s->state != NBD_CLIENT_CONNECTED) {
+        /* Pass the wake-up on: every queued request must see the state. */
+        co_queue_next(&s->free_slots);
+        *lost = true;
+        return -EIO;
+    }
+    for (i = 0; i < NBD_CLIENT_MAX_REQUESTS; i++) {
+        if (!s->reqs[i].handle) {
+            req = &s->reqs[i];
+            break;
+        }
+    }
+    assert(req);
+    s->in_flight++;
+    *req = (NBDReq) {
+        .handle = (++s->seq << NBD_SLOT_BITS) | i,
+        .type = type,
+        .r = r,
+        .co = coroutine_self(),
+    };
+    r->got_status = false;
+    nr.handle = req->handle;
+    nbd_encode_request(hdr, &nr);
+
+    co_mutex_lock(&s->send_lock);
+    if (s->state != NBD_CLIENT_CONNECTED || req->done) {
+        co_mutex_unlock(&s->send_lock);
+        req->conn_lost = true;
+        req->ret = -EIO;
+        goto out;
+    }
+    if (wqiov) {
+        g_autofree struct iovec *iov = g_new(struct iovec, wqiov->niov + 1);
+        iov[0].iov_base = hdr;
+        iov[0].iov_len = sizeof(hdr);
+        memcpy(iov + 1, wqiov->iov, sizeof(*iov) * wqiov->niov);
+        ret = nbd_sock_writev(&s->sock, iov, wqiov->niov + 1);
+    } else {
+        ret = nbd_sock_write(&s->sock, hdr, sizeof(hdr));
+    }
+    co_mutex_unlock(&s->send_lock);
+    if (ret < 0) {
+        nbd_channel_error(s);
+    } else if (!s->reader) {
+        s->reader = coroutine_create(nbd_reader, s);
+        aio_co_enter(s->ctx, s->reader);
+    } else {
+        reader_wake(s, PARK_IDLE);
+    }
+    while (!req->done) {
+        req->waiting = true;
+        coroutine_yield();
+    }
+out:
+    ret = req->ret;
+    *lost = req->conn_lost;
+    req->handle = 0;
+    s->in_flight--;
+    co_queue_next(&s->free_slots);
+    return ret;
 }
 
 static int coroutine_fn nbd_request(BlockDriverState *bs, uint16_t type,
@@ -504,39 +930,34 @@ static int coroutine_fn nbd_request(BlockDriverState *bs, uint16_t type,
                                     uint64_t len, IOVector *wqiov, Reply *r)
 {
     BDRVNBDState *s = bs->opaque;
-    uint8_t hdr[NBD_REQUEST_SIZE];
-    NBDRequest req = { .flags = flags, .type = type, .offset = offset,
-                       .len = len };
-    int ret;
 
-    co_mutex_lock(&s->lock);
-    if (s->broken) {
-        co_mutex_unlock(&s->lock);
-        return -EIO;
-    }
-    req.handle = ++s->next_handle;
-    nbd_encode_request(hdr, &req);
-    if (wqiov) {
-        struct iovec *iov = g_new(struct iovec, wqiov->niov + 1);
-        iov[0].iov_base = hdr;
-        iov[0].iov_len = sizeof(hdr);
-        memcpy(iov + 1, wqiov->iov, sizeof(*iov) * wqiov->niov);
-        ret = nbd_sock_writev(&s->sock, iov, wqiov->niov + 1);
-        g_free(iov);
-    } else {
-        ret = nbd_sock_write(&s->sock, hdr, sizeof(hdr));
-    }
-    if (ret >= 0) {
-        ret = receive_reply(s, req.handle, type, r);
-        if (ret == -EIO) {
-            s->broken = true;
+    for (;;) {
+        bool lost = false;
+        int ret;
+
+        /*
+         * An attempt that is overdue runs now, and this request sees its
+         * outcome as it would see a finished attempt of QEMU's connection
+         * thread: the timer cannot have fired while the event loop was
+         * not running (a tool waiting for its next command).
+         */
+        if (s->state == NBD_CLIENT_CONNECTING_NOWAIT &&
+            s->park == PARK_SLEEP &&
+            qb_clock_get_ns(QB_CLOCK_MONOTONIC) >= s->retry_at) {
+            qb_timer_del(s->retry_timer);
+            s->attempting = true;
+            reader_wake(s, PARK_SLEEP);
         }
-    } else {
-        s->broken = true;
-        ret = -EIO;
+        /* While a reconnection may still succeed, wait for it. */
+        while (s->state == NBD_CLIENT_CONNECTING_WAIT ||
+               (s->state == NBD_CLIENT_CONNECTING_NOWAIT && s->attempting)) {
+            co_queue_wait(&s->reconnect_queue, NULL);
+        }
+        ret = nbd_request_once(s, type, flags, offset, len, wqiov, r, &lost);
+        if (!lost || s->state != NBD_CLIENT_CONNECTING_WAIT) {
+            return ret;
+        }
     }
-    co_mutex_unlock(&s->lock);
-    return ret;
 }
 
 static int coroutine_fn nbd_co_preadv(BlockDriverState *bs, int64_t offset,

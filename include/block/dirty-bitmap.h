@@ -13,6 +13,14 @@
  *     in its place (recording == successor enabled).
  *  4. bdrv_set_dirty() marks every enabled bitmap of the node before the
  *     write it describes completes (io.c calls it).
+ *  5. Lazy loading: a bitmap may carry a loader for its stored bits (a
+ *     persistent bitmap whose data a driver has not read yet).  Its
+ *     contents are then "stored bits OR the bits in RAM"; it records from
+ *     the first moment.  Every function below that reads bits or clears
+ *     any (count, get, iteration, sha256, merge, clear, reset, truncate,
+ *     the HBitmap getter) loads first; only setting bits (marking,
+ *     reclaiming a successor's bits) skips it, since OR commutes.  So no
+ *     caller can observe the difference.
  */
 #ifndef BLOCK_DIRTY_BITMAP_H
 #define BLOCK_DIRTY_BITMAP_H
@@ -45,6 +53,39 @@ BdrvDirtyBitmap *bdrv_dirty_bitmap_first(BlockDriverState *bs);
 BdrvDirtyBitmap *bdrv_dirty_bitmap_next(BdrvDirtyBitmap *bitmap);
 /* Default granularity: clamp(cluster size, 4 KiB, 64 KiB), else 64 KiB. */
 uint32_t bdrv_get_default_bitmap_granularity(BlockDriverState *bs);
+
+/*
+ * Lazy loading (invariant 5).  load() fills hb (empty, the bitmap's size
+ * and granularity) with the stored bits; 0 or -errno with errp set.  The
+ * stored bits must stay readable until the loader is dropped: the driver
+ * keeps what they live in (qcow2: the bitmap table and its clusters)
+ * until then.  free() releases opaque.
+ */
+typedef struct BdrvDirtyBitmapLoader {
+    int (*load)(void *opaque, HBitmap *hb, Error **errp);
+    void (*free)(void *opaque);
+} BdrvDirtyBitmapLoader;
+
+/* Attach a loader (the bitmap must have none). */
+void bdrv_dirty_bitmap_set_loader(BdrvDirtyBitmap *bitmap,
+                                  const BdrvDirtyBitmapLoader *ops,
+                                  void *opaque);
+/* opaque of the pending loader if it is ops's, else NULL (loaded). */
+void *bdrv_dirty_bitmap_pending_load(const BdrvDirtyBitmap *bitmap,
+                                     const BdrvDirtyBitmapLoader *ops);
+/* Stored bits pending and nothing set in RAM since: the contents are
+ * exactly the stored bits (a driver may keep them where they are). */
+bool bdrv_dirty_bitmap_stored_unchanged(const BdrvDirtyBitmap *bitmap);
+/*
+ * Load the stored bits now (a no-op when none are pending).  If they
+ * cannot be read, the bitmap is marked entirely dirty -- a superset of
+ * the truth, so a backup made from it is complete -- the loader is
+ * dropped, and -errno is returned with errp set.  Functions without errp
+ * that load report such a failure with error_report().
+ */
+int bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bitmap, Error **errp);
+/* Load every pending bitmap of bs; the first error is returned. */
+int bdrv_dirty_bitmap_load_all(BlockDriverState *bs, Error **errp);
 
 /* busy / readonly / inconsistent checks with QEMU's error texts. */
 int bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bitmap, unsigned flags,

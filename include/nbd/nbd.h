@@ -59,6 +59,7 @@ enum {
 #define NBD_REP_ERR_SHUTDOWN    NBD_REP_ERR(7)
 #define NBD_REP_ERR_BLOCK_SIZE_REQD NBD_REP_ERR(8)
 #define NBD_REP_ERR_TOO_BIG     NBD_REP_ERR(9)
+#define NBD_REP_ERR_EXT_HEADER_REQD NBD_REP_ERR(10)
 
 enum {
     NBD_INFO_EXPORT = 0,
@@ -85,6 +86,9 @@ enum {
 #define NBD_REQUEST_MAGIC           0x25609513u
 #define NBD_SIMPLE_REPLY_MAGIC      0x67446698u
 #define NBD_STRUCTURED_REPLY_MAGIC  0x668e33efu
+/* NBD_OPT_EXTENDED_HEADERS: 32-byte requests and replies, 64-bit lengths. */
+#define NBD_EXTENDED_REQUEST_MAGIC  0x21e41c71u
+#define NBD_EXTENDED_REPLY_MAGIC    0x6e8a278cu
 
 enum {
     NBD_CMD_READ = 0,
@@ -103,6 +107,7 @@ enum {
 #define NBD_CMD_FLAG_DF         (1 << 2)
 #define NBD_CMD_FLAG_REQ_ONE    (1 << 3)
 #define NBD_CMD_FLAG_FAST_ZERO  (1 << 4)
+#define NBD_CMD_FLAG_PAYLOAD_LEN (1 << 5)   /* extended: len is payload */
 
 #define NBD_REPLY_FLAG_DONE     (1 << 0)
 enum {
@@ -110,6 +115,7 @@ enum {
     NBD_REPLY_TYPE_OFFSET_DATA = 1,
     NBD_REPLY_TYPE_OFFSET_HOLE = 2,
     NBD_REPLY_TYPE_BLOCK_STATUS = 5,
+    NBD_REPLY_TYPE_BLOCK_STATUS_EXT = 6,   /* extended headers only */
     NBD_REPLY_TYPE_ERROR = (1 << 15) + 1,
     NBD_REPLY_TYPE_ERROR_OFFSET = (1 << 15) + 2,
 };
@@ -146,6 +152,15 @@ enum {
 #define NBD_REQUEST_SIZE        28
 #define NBD_SIMPLE_REPLY_SIZE   16
 #define NBD_STRUCTURED_HDR_SIZE 20
+#define NBD_EXTENDED_REQUEST_SIZE 32
+#define NBD_EXTENDED_REPLY_SIZE 32
+
+/* How the transmission phase frames messages, from the negotiation. */
+typedef enum NBDMode {
+    NBD_MODE_SIMPLE,        /* compact requests, simple replies only */
+    NBD_MODE_STRUCTURED,    /* compact requests, structured replies */
+    NBD_MODE_EXTENDED,      /* extended requests and replies */
+} NBDMode;
 
 /* --- wire encoding (nbd/wire.c): pure, unit-tested --- */
 typedef struct NBDRequest {
@@ -153,7 +168,7 @@ typedef struct NBDRequest {
     uint16_t type;
     uint64_t handle;
     uint64_t offset;
-    uint32_t len;
+    uint64_t len;      /* 32 bits on the wire unless extended headers */
 } NBDRequest;
 
 typedef struct NBDStructuredReplyHdr {
@@ -163,6 +178,15 @@ typedef struct NBDStructuredReplyHdr {
     uint32_t length;
 } NBDStructuredReplyHdr;
 
+/* An extended reply header (any reply once extended headers are on). */
+typedef struct NBDExtReplyHdr {
+    uint16_t flags;
+    uint16_t type;
+    uint64_t handle;   /* the request's cookie */
+    uint64_t offset;   /* the request's offset, echoed */
+    uint64_t length;   /* payload length */
+} NBDExtReplyHdr;
+
 void nbd_encode_request(uint8_t buf[NBD_REQUEST_SIZE], const NBDRequest *req);
 /* Returns false if the magic is wrong. */
 bool nbd_decode_request(const uint8_t buf[NBD_REQUEST_SIZE], NBDRequest *req);
@@ -170,6 +194,18 @@ void nbd_encode_simple_reply(uint8_t buf[NBD_SIMPLE_REPLY_SIZE],
                              uint32_t error, uint64_t handle);
 void nbd_encode_structured_hdr(uint8_t buf[NBD_STRUCTURED_HDR_SIZE],
                                const NBDStructuredReplyHdr *hdr);
+/* Extended headers.  Decoders return false if the magic is wrong. */
+void nbd_encode_ext_request(uint8_t buf[NBD_EXTENDED_REQUEST_SIZE],
+                            const NBDRequest *req);
+bool nbd_decode_ext_request(const uint8_t buf[NBD_EXTENDED_REQUEST_SIZE],
+                            NBDRequest *req);
+void nbd_encode_ext_reply_hdr(uint8_t buf[NBD_EXTENDED_REPLY_SIZE],
+                              const NBDExtReplyHdr *hdr);
+bool nbd_decode_ext_reply_hdr(const uint8_t buf[NBD_EXTENDED_REPLY_SIZE],
+                              NBDExtReplyHdr *hdr);
+/* Bytes of payload following the request header: a WRITE's data, or with
+ * extended headers any request flagged NBD_CMD_FLAG_PAYLOAD_LEN. */
+uint64_t nbd_request_payload_len(const NBDRequest *req, NBDMode mode);
 
 /* Host errno <-> wire error (unknown errnos map to EINVAL, as QEMU). */
 uint32_t nbd_errno_to_wire(int err);
@@ -182,13 +218,23 @@ const char *nbd_opt_name(uint32_t opt);
  * before the block layer sees it.  export_flags are the transmission flags
  * advertised; structured says whether structured replies were negotiated;
  * have_meta whether any meta context was selected.  Returns 0 or a host
- * errno (EINVAL, ENOSPC, EOVERFLOW, EPERM, ENOTSUP) with *msg set to a
- * static explanation; *fatal is set when the connection must be dropped
+ * errno (EINVAL for every refusal, as qemu-nbd 7.2 answers) with *msg set
+ * to a static explanation; *fatal is set when the connection must be dropped
  * (the payload of a bad WRITE cannot be skipped safely).
  */
 int nbd_check_request(const NBDRequest *req, uint64_t export_size,
                       uint16_t export_flags, bool structured, bool have_meta,
                       const char **msg, bool *fatal);
+/*
+ * The same for any negotiated mode.  With NBD_MODE_EXTENDED, len is a
+ * 64-bit effect length for TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS
+ * (bounded by the export size), NBD_CMD_FLAG_PAYLOAD_LEN is accepted on
+ * WRITE, and on other commands its payload (which the caller consumes)
+ * earns EINVAL.  *fatal: the payload exceeds NBD_MAX_BUFFER_SIZE.
+ */
+int nbd_check_request_mode(const NBDRequest *req, uint64_t export_size,
+                           uint16_t export_flags, NBDMode mode,
+                           bool have_meta, const char **msg, bool *fatal);
 
 /* --- coroutine socket I/O (nbd/sock.c) --- */
 /*
@@ -235,7 +281,8 @@ typedef struct NBDExportOptions {
     /* Optional, parallel to bitmaps: a non-NULL entry is that bitmap,
      * already resolved by the caller ({node, name} on any node). */
     struct BdrvDirtyBitmap *const *bitmap_objs;
-    int multi_conn;            /* -1 auto (read-only => on), 0 off, 1 on */
+    int multi_conn;            /* -1 auto (on, as qemu-storage-daemon 7.2
+                                * advertises on every export), 0 off, 1 on */
 } NBDExportOptions;
 
 /*
@@ -272,6 +319,9 @@ void nbd_server_set_client_closed_cb(void (*cb)(void *opaque, bool negotiated),
                                      void *opaque);
 /* Stop accepting new clients (qblock-nbd once it served its one). */
 void nbd_server_pause_accept(bool pause);
+/* Serve an already connected socket (taken over, made non-blocking) as
+ * if accepted, outside the connection limit: tests and the fuzz target. */
+void nbd_server_serve_fd(int fd);
 
 /* --- client (nbd/client.c) --- */
 typedef struct NBDMetaContextInfo {
@@ -283,11 +333,13 @@ typedef struct NBDExportInfo {
     /* In: */
     char *name;
     bool request_structured;
+    bool request_extended;     /* try NBD_OPT_EXTENDED_HEADERS first */
     const char *meta_context;  /* context to select (NULL: none) */
     struct NBDTLSCreds *tls_creds; /* STARTTLS with these (client endpoint) */
     const char *tls_hostname;  /* x509: name the certificate must carry */
     /* Out: */
-    bool structured;
+    bool structured;           /* also true when extended */
+    bool extended;             /* extended headers negotiated */
     uint64_t size;
     uint16_t flags;
     uint32_t min_block, opt_block, max_block;

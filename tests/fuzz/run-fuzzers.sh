@@ -9,7 +9,7 @@ build=${1:-build-fuzz}
 secs=${2:-10}
 shift 2 2>/dev/null || shift $#
 src=$(cd "$(dirname "$0")/../.." && pwd)
-targets=${*:-"fuzz-qcow2-header fuzz-qcow2-bitmaps fuzz-keyval fuzz-qmp-input fuzz-qcow2-image"}
+targets=${*:-"fuzz-qcow2-header fuzz-qcow2-bitmaps fuzz-keyval fuzz-qmp-input fuzz-qcow2-image fuzz-nbd-server"}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 failed=0
 for t in $targets; do

@@ -276,6 +276,217 @@ static void test_query(void)
     free_node(bs);
 }
 
+/*
+ * Lazy loading (header invariant 5).  A fake loader hands out a fixed set
+ * of "stored" bits and counts its calls; a lazily loaded bitmap must
+ * behave exactly like an eager model that had those bits from the start,
+ * whatever mix of marking (before or after the load), clearing, merging,
+ * resizing, successors and reads is applied.
+ */
+typedef struct FakeStored {
+    HBitmap *bits;      /* what the "image" holds */
+    int loads;
+    bool fail;
+    bool freed;
+} FakeStored;
+
+static int fake_load(void *opaque, HBitmap *hb, Error **errp)
+{
+    FakeStored *f = opaque;
+
+    f->loads++;
+    if (f->fail) {
+        error_setg(errp, "Could not read bitmap 'lazy' from image");
+        return -EIO;
+    }
+    g_assert_true(hbitmap_is_empty(hb));
+    g_assert_true(hbitmap_merge_into(hb, f->bits));
+    return 0;
+}
+
+static void fake_free(void *opaque)
+{
+    ((FakeStored *)opaque)->freed = true;
+}
+
+static const BdrvDirtyBitmapLoader fake_loader = {
+    .load = fake_load,
+    .free = fake_free,
+};
+
+static void assert_same(BdrvDirtyBitmap *a, BdrvDirtyBitmap *b)
+{
+    g_autofree char *sa = bdrv_dirty_bitmap_sha256(a, &error_abort);
+    g_autofree char *sb = bdrv_dirty_bitmap_sha256(b, &error_abort);
+
+    g_assert_cmpuint(bdrv_get_dirty_count(a), ==, bdrv_get_dirty_count(b));
+    g_assert_cmpstr(sa, ==, sb);
+}
+
+static void test_lazy_property(void)
+{
+    static const uint32_t grans[] = { 512, 4096, 65536 };
+    GRand *r = g_rand_new_with_seed(20261122);
+
+    for (int trial = 0; trial < 300; trial++) {
+        int64_t size = (int64_t)g_rand_int_range(r, 1, 64) * 64 * KiB +
+                       g_rand_int_range(r, 0, 8) * 512;
+        uint32_t gran = grans[g_rand_int_range(r, 0, 3)];
+        BlockDriverState *lbs = fake_node(size), *mbs = fake_node(size);
+        BdrvDirtyBitmap *lazy = bdrv_create_dirty_bitmap(lbs, gran, "lazy",
+                                                         &error_abort);
+        BdrvDirtyBitmap *model = bdrv_create_dirty_bitmap(mbs, gran, "lazy",
+                                                          &error_abort);
+        FakeStored f = { .bits = hbitmap_alloc(size, gran) };
+        int nops = g_rand_int_range(r, 0, 12);
+        bool cleared_first = false, observed = false;
+
+        /* Stored bits: random runs, sometimes everything. */
+        if (g_rand_int_range(r, 0, 8) == 0) {
+            hbitmap_set_all(f.bits);
+        }
+        for (int i = g_rand_int_range(r, 0, 6); i > 0; i--) {
+            hbitmap_set(f.bits, g_rand_int_range(r, 0, size),
+                        g_rand_int_range(r, 1, 256 * KiB));
+        }
+        hbitmap_merge_into(bdrv_dirty_bitmap_hbitmap(model), f.bits);
+        bdrv_dirty_bitmap_set_loader(lazy, &fake_loader, &f);
+        g_assert_true(bdrv_dirty_bitmap_pending_load(lazy, &fake_loader) == &f);
+
+        for (int op = 0; op < nops; op++) {
+            int64_t off = g_rand_int_range(r, 0, size);
+            int64_t len = g_rand_int_range(r, 1, 512 * KiB);
+            int kind = g_rand_int_range(r, 0, 12);
+            HBitmap *lb = NULL, *mb = NULL;
+
+            switch (kind) {
+            case 0: case 1: case 2: case 3:   /* writes: never load */
+                bdrv_set_dirty(lbs, off, len);
+                bdrv_set_dirty(mbs, off, len);
+                break;
+            case 4:
+                bdrv_set_dirty_bitmap(lazy, off, len);
+                bdrv_set_dirty_bitmap(model, off, len);
+                break;
+            case 5:
+                bdrv_reset_dirty_bitmap(lazy, off, len);
+                bdrv_reset_dirty_bitmap(model, off, len);
+                observed = true;
+                break;
+            case 6:                           /* clear: no load needed */
+                if (!observed && f.loads == 0) {
+                    cleared_first = true;
+                }
+                bdrv_clear_dirty_bitmap(lazy, NULL);
+                bdrv_clear_dirty_bitmap(model, NULL);
+                break;
+            case 7:                           /* transaction clear, abort */
+                bdrv_clear_dirty_bitmap(lazy, &lb);
+                bdrv_clear_dirty_bitmap(model, &mb);
+                assert_same(lazy, model);
+                bdrv_restore_dirty_bitmap(lazy, lb);
+                bdrv_restore_dirty_bitmap(model, mb);
+                observed = true;
+                break;
+            case 8: {                         /* merge from another bitmap */
+                BdrvDirtyBitmap *src = bdrv_create_dirty_bitmap(
+                    lbs, 65536, NULL, &error_abort);
+                bdrv_set_dirty_bitmap(src, off, len);
+                g_assert_true(bdrv_merge_dirty_bitmap(lazy, src, &lb,
+                                                      &error_abort));
+                g_assert_true(bdrv_merge_dirty_bitmap(
+                    model, src, NULL, &error_abort));
+                hbitmap_free(lb);
+                bdrv_release_dirty_bitmap(src);
+                observed = true;
+                break;
+            }
+            case 9: {                         /* resize both ways */
+                int64_t ns = size + (g_rand_boolean(r) ? 1 : -1) *
+                             g_rand_int_range(r, 0, 4) * 64 * KiB;
+                if (ns <= 0) {
+                    break;
+                }
+                lbs->total_sectors = mbs->total_sectors = ns / 512;
+                bdrv_dirty_bitmap_truncate(lbs, ns);
+                bdrv_dirty_bitmap_truncate(mbs, ns);
+                size = ns;
+                observed = true;
+                break;
+            }
+            case 10:                          /* a job: successor, reclaim */
+                g_assert_cmpint(bdrv_dirty_bitmap_create_successor(
+                    lazy, &error_abort), ==, 0);
+                g_assert_cmpint(bdrv_dirty_bitmap_create_successor(
+                    model, &error_abort), ==, 0);
+                bdrv_set_dirty(lbs, off, len);
+                bdrv_set_dirty(mbs, off, len);
+                g_assert_nonnull(bdrv_reclaim_dirty_bitmap(lazy,
+                                                           &error_abort));
+                g_assert_nonnull(bdrv_reclaim_dirty_bitmap(model,
+                                                           &error_abort));
+                break;
+            default:                          /* point reads */
+                g_assert_cmpint(bdrv_dirty_bitmap_get(lazy, off), ==,
+                                bdrv_dirty_bitmap_get(model, off));
+                g_assert_cmpint(bdrv_dirty_bitmap_next_dirty(lazy, off, -1),
+                                ==,
+                                bdrv_dirty_bitmap_next_dirty(model, off, -1));
+                g_assert_cmpint(bdrv_dirty_bitmap_next_clean(lazy, off, -1),
+                                ==,
+                                bdrv_dirty_bitmap_next_clean(model, off, -1));
+                observed = true;
+                break;
+            }
+            /* Never more than one load; none before anything reads. */
+            g_assert_cmpint(f.loads, <=, 1);
+            if (!observed) {
+                g_assert_cmpint(f.loads, ==, 0);
+            }
+        }
+        assert_same(lazy, model);
+        g_assert_cmpint(f.loads, ==, cleared_first ? 0 : 1);
+        g_assert_true(f.freed);
+        g_assert_null(bdrv_dirty_bitmap_pending_load(lazy, &fake_loader));
+        hbitmap_free(f.bits);
+        free_node(lbs);
+        free_node(mbs);
+    }
+    g_rand_free(r);
+}
+
+/* A load that fails leaves the bitmap all dirty (a safe superset), drops
+ * the loader, and release without a load frees it too. */
+static void test_lazy_failure(void)
+{
+    BlockDriverState *bs = fake_node(4 * MiB);
+    BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, 65536, "lazy",
+                                                   &error_abort);
+    BdrvDirtyBitmap *unread = bdrv_create_dirty_bitmap(bs, 65536, "unread",
+                                                       &error_abort);
+    FakeStored f = { .bits = hbitmap_alloc(4 * MiB, 65536), .fail = true };
+    FakeStored g = { .bits = hbitmap_alloc(4 * MiB, 65536) };
+    Error *err = NULL;
+
+    bdrv_dirty_bitmap_set_loader(bm, &fake_loader, &f);
+    bdrv_dirty_bitmap_set_loader(unread, &fake_loader, &g);
+    bdrv_set_dirty(bs, 0, 1);
+    g_assert_cmpint(bdrv_dirty_bitmap_load(bm, &err), ==, -EIO);
+    expect_error(&err, "Could not read bitmap 'lazy' from image");
+    g_assert_cmpuint(bdrv_get_dirty_count(bm), ==, 4 * MiB);
+    g_assert_true(f.freed);
+    g_assert_cmpint(f.loads, ==, 1);
+    /* Loaded once: later loads are no-ops. */
+    g_assert_cmpint(bdrv_dirty_bitmap_load(bm, &error_abort), ==, 0);
+    g_assert_cmpint(f.loads, ==, 1);
+    bdrv_release_dirty_bitmap(unread);
+    g_assert_true(g.freed);
+    g_assert_cmpint(g.loads, ==, 0);
+    hbitmap_free(f.bits);
+    hbitmap_free(g.bits);
+    free_node(bs);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -287,5 +498,7 @@ int main(int argc, char **argv)
     g_test_add_func("/dirty-bitmap/successor", test_successor);
     g_test_add_func("/dirty-bitmap/truncate", test_truncate);
     g_test_add_func("/dirty-bitmap/query", test_query);
+    g_test_add_func("/dirty-bitmap/lazy-property", test_lazy_property);
+    g_test_add_func("/dirty-bitmap/lazy-failure", test_lazy_failure);
     return g_test_run();
 }

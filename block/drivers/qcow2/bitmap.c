@@ -16,6 +16,20 @@
  * While the image is open read-write every loaded bitmap is in_use on disk
  * before the first guest write can reach it (load runs inside open).
  *
+ * Lazy data (fast open): open reads and validates the directory and every
+ * bitmap table, but not the data clusters.  Each bitmap gets a loader
+ * (block/dirty-bitmap.h, invariant 5) holding its table; it records writes
+ * from the first moment and the stored bits are ORed in when something
+ * first reads the bitmap.  What keeps the stored bits readable until then:
+ *  3. A table a pending loader holds stays referenced by the directory
+ *     on disk, so its clusters cannot be freed or reused: a store keeps
+ *     the table of a bitmap whose RAM bits are still empty (its contents
+ *     are exactly the stored ones: nothing is read or written), and loads
+ *     every other pending bitmap before writing it; removal loads the
+ *     bitmap before freeing its table (a transaction may still give it
+ *     back); inactivation loads everything, since the image then belongs
+ *     to another process.
+ *
  * Format and texts: shared/docs/qcow2-bitmaps.md (section numbers below).
  */
 #include "bitmap.h"
@@ -306,6 +320,81 @@ static int load_bitmap_data(BlockDriverState *bs, const uint64_t *table,
     return 0;
 }
 
+/* The loader of a bitmap whose data stays on disk (rule 3). */
+typedef struct Qcow2StoredBitmap {
+    BlockDriverState *bs;
+    char *name;
+    uint64_t table_offset;
+    uint32_t table_size;
+    uint64_t *table;               /* host order, validated at open */
+} Qcow2StoredBitmap;
+
+static int stored_bitmap_load(void *opaque, HBitmap *hb, Error **errp)
+{
+    Qcow2StoredBitmap *sb = opaque;
+    int ret = load_bitmap_data(sb->bs, sb->table, sb->table_size, hb);
+
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not read bitmap '%s' from image",
+                         sb->name);
+    }
+    return ret;
+}
+
+static void stored_bitmap_free(void *opaque)
+{
+    Qcow2StoredBitmap *sb = opaque;
+
+    g_free(sb->name);
+    g_free(sb->table);
+    g_free(sb);
+}
+
+static const BdrvDirtyBitmapLoader qcow2_stored_bitmap = {
+    .load = stored_bitmap_load,
+    .free = stored_bitmap_free,
+};
+
+/*
+ * May this bitmap's data stay on disk?  Only if the refcounts protect it:
+ * a cluster with refcount 0 (a corrupt image) could be handed out for
+ * guest data before the data is read, so such a bitmap is read at once.
+ */
+static bool table_pinned(BlockDriverState *bs, uint64_t table_offset,
+                         uint32_t table_size, const uint64_t *table)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t tclusters = QB_DIV_ROUND_UP((uint64_t)table_size * 8,
+                                         s->cluster_size);
+    uint64_t rc;
+
+    for (uint64_t i = 0; i < tclusters; i++) {
+        if (qcow2_get_refcount(bs, (table_offset >> s->cluster_bits) + i,
+                               &rc) < 0 || rc == 0) {
+            return false;
+        }
+    }
+    for (uint32_t i = 0; i < table_size; i++) {
+        uint64_t off = table[i] & QCOW2_BMT_OFFSET_MASK;
+        if (off && (qcow2_get_refcount(bs, off >> s->cluster_bits, &rc) < 0 ||
+                    rc == 0)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Load every pending bitmap of bs (failures leave them all dirty and are
+ * reported). */
+static void load_all_pending(BlockDriverState *bs)
+{
+    Error *err = NULL;
+
+    if (bdrv_dirty_bitmap_load_all(bs, &err) < 0) {
+        error_report_err(err);
+    }
+}
+
 /* Collect the data clusters of a table and its own clusters for freeing. */
 static void free_table_clusters(BlockDriverState *bs, uint64_t offset,
                                 uint32_t size)
@@ -542,11 +631,21 @@ int qcow2_load_dirty_bitmaps(BlockDriverState *bs, bool writable,
                              "from image for bitmap '%s'", e->name);
             goto fail;
         }
-        ret = load_bitmap_data(bs, table, e->table_size, hb);
-        if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not read bitmap '%s' from "
-                             "image", e->name);
-            goto fail;
+        if (!table_pinned(bs, e->table_offset, e->table_size, table)) {
+            ret = load_bitmap_data(bs, table, e->table_size, hb);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Could not read bitmap '%s' "
+                                 "from image", e->name);
+                goto fail;
+            }
+        } else {
+            Qcow2StoredBitmap *sb = g_new0(Qcow2StoredBitmap, 1);
+            sb->bs = bs;
+            sb->name = g_strdup(e->name);
+            sb->table_offset = e->table_offset;
+            sb->table_size = e->table_size;
+            sb->table = g_steal_pointer(&table);
+            bdrv_dirty_bitmap_set_loader(bm, &qcow2_stored_bitmap, sb);
         }
         if (!(e->flags & QCOW2_BME_FLAG_AUTO)) {
             bdrv_disable_dirty_bitmap(bm);
@@ -785,6 +884,22 @@ static int store_bitmaps(BlockDriverState *bs, GPtrArray *done, Error **errp)
         e->granularity_bits = __builtin_ctz(gran);
         e->flags = bdrv_dirty_bitmap_enabled(bm) ? QCOW2_BME_FLAG_AUTO : 0;
         e->bitmap = bm;
+        e->keep_table = false;
+        {
+            Qcow2StoredBitmap *sb =
+                bdrv_dirty_bitmap_pending_load(bm, &qcow2_stored_bitmap);
+            if (sb && (sb->table_offset != e->old_table_offset ||
+                       sb->table_size != e->old_table_size)) {
+                /* Rule 3 broken: the pending data is no longer ours. */
+                error_setg(errp, "Bitmap '%s': its table on disk changed "
+                           "before its data was loaded", name);
+                return -EIO;
+            }
+            if (sb && bdrv_dirty_bitmap_stored_unchanged(bm)) {
+                /* Contents == stored bits: the table stays as it is. */
+                e->keep_table = true;
+            }
+        }
         g_ptr_array_add(stored, e);
     }
     if (stored->len == 0) {
@@ -796,13 +911,19 @@ static int store_bitmaps(BlockDriverState *bs, GPtrArray *done, Error **errp)
     }
     for (guint i = 0; i < stored->len; i++) {
         Qcow2BitmapEntry *e = stored->pdata[i];
+        if (e->keep_table) {
+            continue;
+        }
+        /* The HBitmap getter loads pending data (old table still live). */
         ret = write_bitmap(bs, bdrv_dirty_bitmap_hbitmap(e->bitmap), e->name,
                            &e->table_offset, &e->table_size, errp);
         if (ret < 0) {
             /* Undo the tables written so far; the disk is unchanged. */
             for (guint j = 0; j < i; j++) {
                 Qcow2BitmapEntry *w = stored->pdata[j];
-                free_table_clusters(bs, w->table_offset, w->table_size);
+                if (!w->keep_table) {
+                    free_table_clusters(bs, w->table_offset, w->table_size);
+                }
             }
             return ret;
         }
@@ -811,27 +932,36 @@ static int store_bitmaps(BlockDriverState *bs, GPtrArray *done, Error **errp)
     if (ret < 0) {
         for (guint i = 0; i < stored->len; i++) {
             Qcow2BitmapEntry *w = stored->pdata[i];
-            free_table_clusters(bs, w->table_offset, w->table_size);
+            if (!w->keep_table) {
+                free_table_clusters(bs, w->table_offset, w->table_size);
+            }
         }
         error_setg_errno(errp, -ret, "Failed to update bitmap extension");
         return ret;
     }
     for (guint i = 0; i < stored->len; i++) {
         Qcow2BitmapEntry *e = stored->pdata[i];
-        free_table_clusters(bs, e->old_table_offset, e->old_table_size);
+        if (!e->keep_table) {
+            free_table_clusters(bs, e->old_table_offset, e->old_table_size);
+        }
         g_ptr_array_add(done, e->bitmap);
     }
     return 0;
 }
 
-int qcow2_store_persistent_dirty_bitmaps(BlockDriverState *bs, bool release,
-                                         Error **errp)
+/* Store; then release the stored bitmaps, or keep them readonly (and
+ * with load_pending, read their data: the image stops being ours). */
+static int store_and_detach(BlockDriverState *bs, bool release,
+                            bool load_pending, Error **errp)
 {
     g_autoptr(GPtrArray) done = g_ptr_array_new();
     int ret = store_bitmaps(bs, done, errp);
 
     if (ret < 0) {
         return ret;
+    }
+    if (load_pending) {
+        load_all_pending(bs);
     }
     for (guint i = 0; i < done->len; i++) {
         if (release) {
@@ -843,9 +973,21 @@ int qcow2_store_persistent_dirty_bitmaps(BlockDriverState *bs, bool release,
     return 0;
 }
 
+int qcow2_store_persistent_dirty_bitmaps(BlockDriverState *bs, bool release,
+                                         Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    /* !release is inactivation: another process may take the image over
+     * (migration), so nothing may stay pending on its disk (rule 3) --
+     * unless the node is closing and its bitmaps are released next. */
+    return store_and_detach(bs, release, !release && !s->closing, errp);
+}
+
 int qcow2_reopen_bitmaps_ro(BlockDriverState *bs, Error **errp)
 {
-    int ret = qcow2_store_persistent_dirty_bitmaps(bs, false, errp);
+    /* Still our image (our locks keep writers out): stay lazy. */
+    int ret = store_and_detach(bs, false, false, errp);
 
     if (ret < 0) {
         return ret;
@@ -1025,6 +1167,17 @@ int qcow2_co_remove_persistent_dirty_bitmap(BlockDriverState *bs,
     e = find_entry(list, name);
     if (!e) {
         goto out;       /* absence on disk is fine (§5.7) */
+    }
+    {
+        /* Rule 3: the RAM bitmap may outlive the entry (an aborted
+         * transaction gives it back), so it needs its bits first. */
+        BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(bs, name);
+        if (bm && bdrv_dirty_bitmap_pending_load(bm, &qcow2_stored_bitmap)) {
+            Error *err = NULL;
+            if (bdrv_dirty_bitmap_load(bm, &err) < 0) {
+                error_report_err(err);
+            }
+        }
     }
     toff = e->table_offset;
     tsize = e->table_size;

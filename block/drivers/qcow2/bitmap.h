@@ -39,6 +39,7 @@ typedef struct Qcow2BitmapEntry {
     BdrvDirtyBitmap *bitmap;
     uint64_t old_table_offset;
     uint32_t old_table_size;
+    bool keep_table;               /* RAM bits == stored bits: no rewrite */
 } Qcow2BitmapEntry;
 
 /*

@@ -668,6 +668,7 @@ static void qcow2_close(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
 
+    s->closing = true;   /* bitmap.c: no need to load what dies now */
     if (!(bs->open_flags & BDRV_O_INACTIVE)) {
         (void)qcow2_inactivate(bs);
     }

@@ -252,6 +252,7 @@ typedef struct BDRVQcow2State {
     int overlap_check;             /* QCOW2_OL_* */
     bool signaled_corruption;
     bool broken;                   /* fatal corruption: no more I/O */
+    bool closing;                  /* in qcow2_close: bitmaps die next */
     uint8_t compression_type;
     bool data_file_raw;
     BdrvChild *data_file;          /* == bs->file without external data */

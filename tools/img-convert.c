@@ -24,6 +24,7 @@
 #include "qapi-commands.h"      /* qmp_block_dirty_bitmap_add/_remove */
 
 #include <getopt.h>
+#include "block/snapshot.h"
 
 #define CONVERT_MAX_COROUTINES 16
 #define CONVERT_BUF_SECTORS    4096      /* 2 MiB */

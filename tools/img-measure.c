@@ -11,6 +11,7 @@
 #include "util/json-qemu.h"
 
 #include <getopt.h>
+#include "block/snapshot.h"
 
 enum {
     OPTION_SIZE = 1000,
@@ -153,8 +154,7 @@ int img_measure(int argc, char **argv)
             goto out;
         }
         if ((sn_id || sn_name) &&
-            img_load_snapshot(blk_bs(in_blk), sn_by_opts, sn_id,
-                              sn_name) < 0) {
+            img_load_snapshot(blk_bs(in_blk), sn_by_opts, sn_id, sn_name) < 0) {
             goto out;
         }
     }

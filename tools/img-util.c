@@ -328,59 +328,20 @@ fail:
     return -1;
 }
 
+/*
+ * -l: make the (read-only) source show an internal snapshot.  by_opts:
+ * snapshot.id/snapshot.name were given; else name is an id or a name.
+ */
 int img_load_snapshot(BlockDriverState *bs, bool by_opts, const char *id,
                       const char *name)
 {
-    QBSnapshotInfo *tab = NULL;
     Error *err = NULL;
-    bool found = false;
-    int n, ret;
+    int ret = by_opts ? bdrv_snapshot_load_tmp(bs, id, name, &err)
+                      : bdrv_snapshot_load_tmp_by_id_or_name(bs, name, &err);
 
-    bs = img_skip_filters(bs);
-    if (bs && bs->drv && bs->drv->bdrv_snapshot_load_tmp) {
-        if (by_opts) {
-            ret = bs->drv->bdrv_snapshot_load_tmp(bs, id, name, &err);
-        } else {
-            /* A bare argument is an id, else a name. */
-            ret = bs->drv->bdrv_snapshot_load_tmp(bs, name, NULL, &err);
-            if (ret == -ENOENT) {
-                error_free(err);
-                err = NULL;
-                ret = bs->drv->bdrv_snapshot_load_tmp(bs, NULL, name, &err);
-            }
-        }
-        if (ret < 0) {
-            error_prepend(&err, "Failed to load snapshot: ");
-            error_report_err(err);
-        }
-        return ret;
+    if (ret < 0) {
+        error_prepend(&err, "Failed to load snapshot: ");
+        error_report_err(err);
     }
-
-    /* Not bdrv_can_snapshot(): that one also wants the node writable. */
-    if (!bs || !bs->drv || !bs->drv->bdrv_snapshot_list) {
-        error_report("Failed to load snapshot: Block format '%s' used by "
-                     "device '' does not support temporarily loading "
-                     "internal snapshots", bdrv_get_format_name(bs));
-        return -ENOTSUP;
-    }
-    n = bdrv_snapshot_list(bs, &tab);
-    for (int i = 0; i < n && !found; i++) {
-        if (by_opts) {
-            found = (!id || !strcmp(tab[i].id_str, id)) &&
-                    (!name || !strcmp(tab[i].name, name));
-        } else {
-            found = !strcmp(tab[i].id_str, name) ||
-                    !strcmp(tab[i].name, name);
-        }
-    }
-    g_free(tab);
-    if (!found) {
-        error_report("Failed to load snapshot: Can't find snapshot");
-        return -ENOENT;
-    }
-    /* The snapshot exists, but the driver cannot show it read-only. */
-    error_report("Failed to load snapshot: Block format '%s' used by "
-                 "device '' does not support temporarily loading internal "
-                 "snapshots", bdrv_get_format_name(bs));
-    return -ENOTSUP;
+    return ret;
 }

@@ -78,9 +78,9 @@ BlockDriverState *img_find_backing_image(BlockDriverState *bs,
  * printing qemu-img's "Failed in parsing snapshot param" error.
  */
 int img_parse_snapshot_param(const char *param, char **id, char **name);
-/* Make bs show that snapshot (driver's bdrv_snapshot_load_tmp; by_opts
- * from img_parse_snapshot_param).  0, or -errno after printing qemu-img's
- * "Failed to load snapshot: ..." error. */
+/* Make the read-only bs show an internal snapshot (-l of convert and
+ * measure; by_opts and the names from img_parse_snapshot_param).  0, or
+ * -errno after printing qemu-img's "Failed to load snapshot: ..." error. */
 int img_load_snapshot(BlockDriverState *bs, bool by_opts, const char *id,
                       const char *name);
 

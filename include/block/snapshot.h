@@ -42,6 +42,20 @@ int bdrv_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
 /* Delete the snapshot matching id and/or name (NULL: don't care). */
 int bdrv_snapshot_delete(BlockDriverState *bs, const char *id,
                          const char *name, Error **errp);
+/*
+ * qemu-img convert/measure -l: make the read-only node bs show the
+ * snapshot matching id and/or name (NULL: don't care) instead of its
+ * current state until it is closed.  0, or -errno with QEMU's texts:
+ * "Device is not readonly" (-EINVAL), "Can't find snapshot" (-ENOENT),
+ * "Block format '%s' used by device '' does not support temporarily
+ * loading internal snapshots" (-ENOTSUP).
+ */
+int bdrv_snapshot_load_tmp(BlockDriverState *bs, const char *id,
+                           const char *name, Error **errp);
+/* The same with one argument that is an id, else a name. */
+int bdrv_snapshot_load_tmp_by_id_or_name(BlockDriverState *bs,
+                                         const char *id_or_name,
+                                         Error **errp);
 /* All snapshots in table order; returns their count (g_free *psn) or
  * -errno.  Formats without snapshots have none (0). */
 int bdrv_snapshot_list(BlockDriverState *bs, QBSnapshotInfo **psn);

@@ -702,6 +702,7 @@ static void coroutine_fn amend_co_entry(void *opaque)
     BDRVQcow2State *s = a->bs->opaque;
 
     co_mutex_lock(&s->lock);
+    qcow2_quiesce_data_io(a->bs);   /* no data I/O under the rebuild */
     a->ret = do_amend(a);
     co_mutex_unlock(&s->lock);
     a->done = true;

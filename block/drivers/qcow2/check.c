@@ -8,18 +8,110 @@
  * Repairs only ever move a stored refcount to the computed one, one cluster
  * at a time through the normal refcount path, so an interrupted repair
  * leaves a consistent (if still leaky) image.
+ *
+ * Cost (docs/performance.md): every L2 table and refblock is read once, in
+ * runs of adjacent clusters, straight from the file (no cache lookups per
+ * cluster); the only per-cluster memory is the computed refcount array at
+ * the image's refcount width plus two bits.  A report-only check tests the
+ * COPIED flags during the L2 walk and re-walks the active L2 tables (with
+ * QEMU's messages, in QEMU's order) only when one is wrong.
  */
 #include "qcow2.h"
 #include "block/check.h"
+#include "util/bswap.h"
+
+/*
+ * Reads of metadata go in runs of adjacent clusters of at most this many
+ * bytes (at least one cluster): a metadata-preallocated image has all its
+ * L2 tables (or refblocks) side by side and is read in a few requests.
+ */
+#define CHECK_READ_MAX  (512 * KiB)
+
+/*
+ * Refcounts per cluster in a flat array whose element is as narrow as the
+ * image's refcount width allows (1, 2, 4 or 8 bytes): for 16-bit
+ * refcounts a 100 GiB file costs 3.2 MiB, as in QEMU.  Computed counts
+ * saturate at the image's maximum (reported as an overflow, as QEMU does).
+ */
+typedef struct RefArray {
+    GArray *a;
+    int width;                   /* bytes per element */
+} RefArray;
+
+/* What the refblock window of stored_get() holds. */
+enum { WIN_ZERO, WIN_DATA, WIN_CACHE };
 
 typedef struct CheckState {
     BlockDriverState *bs;
     BDRVQcow2State *s;
-    GArray *ref;                 /* uint64_t per cluster: computed refcount */
+    RefArray ref;                /* computed refcounts */
     int64_t nb_clusters;         /* clusters in the file */
+    /* Stored refcounts are read a window of adjacent refblocks at a time
+     * (in cs->buf) rather than kept: memory stays at one computed array,
+     * as in QEMU.  Only whether each is 1 is kept, for the COPIED test. */
+    uint64_t win_rt;             /* first reftable index in the window */
+    int64_t win_len;             /* 0: nothing loaded */
+    int win_kind;
+    GArray *one;                 /* bit per cluster: stored refcount == 1 */
+    GArray *known;               /* bit per cluster: `one` is valid */
     BdrvCheckResult *res;
     int64_t next_contiguous;
+    uint8_t *buf;                /* CHECK_READ_MAX (or one cluster) */
+    size_t buf_size;
+    /* The active L2 walk compares COPIED flags with the stored refcounts
+     * when no repair can change them; a mismatch (or a refcount it could
+     * not tell) sends the image through the full COPIED pass, which prints
+     * QEMU's messages in QEMU's order. */
+    bool copied_walk;
+    bool copied_suspect;
 } CheckState;
+
+static void ref_init(RefArray *r, int refcount_order)
+{
+    r->width = refcount_order <= 3 ? 1 : 1 << (refcount_order - 3);
+    r->a = g_array_new(false, true, r->width);
+}
+
+static inline uint64_t ref_get(const RefArray *r, int64_t i)
+{
+    if (i < 0 || i >= (int64_t)r->a->len) {
+        return 0;
+    }
+    switch (r->width) {
+    case 1:
+        return ((const uint8_t *)r->a->data)[i];
+    case 2:
+        return ((const uint16_t *)(const void *)r->a->data)[i];
+    case 4:
+        return ((const uint32_t *)(const void *)r->a->data)[i];
+    default:
+        return ((const uint64_t *)(const void *)r->a->data)[i];
+    }
+}
+
+/* i < len; v fits the image's refcount width. */
+static inline void ref_set(RefArray *r, int64_t i, uint64_t v)
+{
+    switch (r->width) {
+    case 1:
+        ((uint8_t *)r->a->data)[i] = v;
+        break;
+    case 2:
+        ((uint16_t *)(void *)r->a->data)[i] = v;
+        break;
+    case 4:
+        ((uint32_t *)(void *)r->a->data)[i] = v;
+        break;
+    default:
+        ((uint64_t *)(void *)r->a->data)[i] = v;
+        break;
+    }
+}
+
+static inline int64_t ref_len(const RefArray *r)
+{
+    return r->a->len;
+}
 
 static void inc_refs(CheckState *cs, int64_t offset, int64_t size)
 {
@@ -45,30 +137,191 @@ static void inc_refs(CheckState *cs, int64_t offset, int64_t size)
         cs->res->corruptions++;
         return;
     }
-    if (last >= (int64_t)cs->ref->len) {
-        g_array_set_size(cs->ref, last + 1);
+    if (last >= ref_len(&cs->ref)) {
+        g_array_set_size(cs->ref.a, last + 1);
     }
     for (int64_t i = first; i <= last; i++) {
-        g_array_index(cs->ref, uint64_t, i)++;
+        uint64_t v = ref_get(&cs->ref, i);
+        if (v >= s->refcount_max) {
+            fprintf(stderr, "ERROR: overflow cluster offset=%#" PRIx64 "\n",
+                    (uint64_t)i << s->cluster_bits);
+            fprintf(stderr, "Use qemu-img amend to increase the refcount "
+                    "entry width or qemu-img convert to create a clean copy "
+                    "if the image cannot be opened for writing\n");
+            cs->res->corruptions++;
+            continue;
+        }
+        ref_set(&cs->ref, i, v + 1);
     }
 }
 
-static int check_l2(CheckState *cs, uint64_t l2_offset, bool active)
+/* The read buffer, grown to at least bytes (one cluster or a run). */
+static uint8_t *check_buf(CheckState *cs, size_t bytes)
+{
+    if (cs->buf_size < bytes) {
+        g_free(cs->buf);
+        cs->buf = g_try_malloc(bytes);
+        cs->buf_size = cs->buf ? bytes : 0;
+    }
+    return cs->buf;
+}
+
+/*
+ * Entries that [i, i + max) of table (host-order offsets, masked) continue
+ * as a run of adjacent clusters starting at table[i].
+ */
+static int run_length(BDRVQcow2State *s, const uint64_t *offs, uint64_t mask,
+                      int64_t i, int64_t n)
+{
+    int max = MAX(1, CHECK_READ_MAX >> s->cluster_bits);
+    uint64_t first = offs[i] & mask;
+    int len = 1;
+
+    while (len < max && i + len < n &&
+           (offs[i + len] & mask) == first + ((uint64_t)len << s->cluster_bits)) {
+        len++;
+    }
+    return len;
+}
+
+/*
+ * Make the window hold reftable entry rt: a run of adjacent refblocks read
+ * from disk in one request (the caches were flushed and s->lock is held,
+ * so the file is current), or "all zero" for an empty or missing entry,
+ * or "ask the cache" for a refblock that is unaligned or cannot be read
+ * (qcow2_get_refcount() then reports it as it always did).
+ */
+static void load_window(CheckState *cs, uint64_t rt)
 {
     BDRVQcow2State *s = cs->s;
-    g_autofree uint64_t *l2 = g_malloc(s->cluster_size);
-    int ret = bdrv_pread(cs->bs->file, l2_offset, s->cluster_size, l2, 0);
+    uint64_t off;
+    int len;
+    bool ok;
 
-    if (ret < 0) {
-        fprintf(stderr, "ERROR: I/O error in check_refcounts_l2\n");
-        cs->res->check_errors++;
-        return ret;
+    cs->win_rt = rt;
+    cs->win_len = 1;
+    cs->win_kind = WIN_ZERO;
+    if (rt >= s->refcount_table_size) {
+        return;
     }
+    off = s->refcount_table[rt] & REFT_OFFSET_MASK;
+    if (!off) {
+        return;
+    }
+    cs->win_kind = WIN_CACHE;
+    if (qcow2_offset_into_cluster(s, off)) {
+        return;
+    }
+    len = run_length(s, s->refcount_table, REFT_OFFSET_MASK, rt,
+                     s->refcount_table_size);
+    ok = check_buf(cs, (size_t)len << s->cluster_bits) &&
+         bdrv_pread(cs->bs->file, off, (int64_t)len << s->cluster_bits,
+                    cs->buf, 0) >= 0;
+    if (!ok && len > 1) {
+        /* A run fails as a whole: try its first block alone. */
+        len = 1;
+        ok = check_buf(cs, s->cluster_size) &&
+             bdrv_pread(cs->bs->file, off, s->cluster_size, cs->buf, 0) >= 0;
+    }
+    if (ok) {
+        cs->win_len = len;
+        cs->win_kind = WIN_DATA;
+    }
+}
+
+/* Stored refcount of cluster i, as qcow2_get_refcount() would give it.
+ * Callers go through the clusters in ascending order. */
+static int stored_get(CheckState *cs, int64_t i, uint64_t *rc)
+{
+    BDRVQcow2State *s = cs->s;
+    uint64_t rt = (uint64_t)i >> s->refblock_bits;
+
+    if (!cs->win_len || rt < cs->win_rt || rt >= cs->win_rt + cs->win_len) {
+        load_window(cs, rt);
+    }
+    switch (cs->win_kind) {
+    case WIN_ZERO:
+        *rc = 0;
+        return 0;
+    case WIN_DATA: {
+        const uint8_t *b = cs->buf + ((rt - cs->win_rt) << s->cluster_bits);
+        uint64_t e = i & (s->refblock_size - 1);
+        /* the default width without a call per entry */
+        *rc = s->refcount_order == 4 ? ld16_be(b + 2 * e)
+                                     : qcow2_refcount_get_entry(
+                                           b, s->refcount_order, e);
+        return 0;
+    }
+    default:
+        return qcow2_get_refcount(cs->bs, i, rc);
+    }
+}
+
+/*
+ * Which clusters of the file have a stored refcount of exactly 1 (a bit
+ * each: what the COPIED flags must say), for the active L2 walk.  Clusters
+ * in refblocks that only the cache path can answer stay "unknown".
+ */
+static void load_copied_bits(CheckState *cs)
+{
+    BDRVQcow2State *s = cs->s;
+    int64_t n = cs->nb_clusters;
+
+    g_array_set_size(cs->one, 0);
+    g_array_set_size(cs->one, (n + 7) / 8);
+    g_array_set_size(cs->known, 0);
+    g_array_set_size(cs->known, (n + 7) / 8);
+    cs->win_len = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t rt = (uint64_t)i >> s->refblock_bits;
+        uint64_t rc;
+
+        if (!cs->win_len || rt < cs->win_rt ||
+            rt >= cs->win_rt + cs->win_len) {
+            load_window(cs, rt);
+        }
+        if (cs->win_kind == WIN_CACHE) {
+            /* the whole refblock is unknown */
+            i = ((int64_t)(rt + 1) << s->refblock_bits) - 1;
+            continue;
+        }
+        stored_get(cs, i, &rc);
+        cs->known->data[i / 8] |= 1 << (i % 8);
+        if (rc == 1) {
+            cs->one->data[i / 8] |= 1 << (i % 8);
+        }
+    }
+    cs->win_len = 0;
+}
+
+/* COPIED must be set exactly where the stored refcount is 1. */
+static void copied_probe(CheckState *cs, uint64_t off, bool copied)
+{
+    int64_t i = off >> cs->s->cluster_bits;
+
+    /* Only what load_copied_bits() knows: asking the refcount cache here
+     * could print a corruption message ahead of the comparison's. */
+    if (i >= cs->nb_clusters ||
+        !(cs->known->data[i / 8] & (1 << (i % 8))) ||
+        !!(cs->one->data[i / 8] & (1 << (i % 8))) != copied) {
+        cs->copied_suspect = true;
+    }
+}
+
+static void check_l2(CheckState *cs, const uint64_t *l2, bool active)
+{
+    BDRVQcow2State *s = cs->s;
+    int step = s->l2_entry_bytes / 8;
+    bool copied = active && cs->copied_walk && !qcow2_has_data_file(s);
+
     /* QEMU counts fragmentation within one L2 table: the first cluster of
      * each table is never "fragmented". */
     cs->next_contiguous = 0;
     for (int i = 0; i < s->l2_size; i++) {
-        uint64_t e = GUINT64_FROM_BE(l2[i * (s->l2_entry_bytes / 8)]);
+        uint64_t e = GUINT64_FROM_BE(l2[i * step]);
+        if (!e) {
+            continue;
+        }
         if (e & QCOW_OFLAG_COMPRESSED) {
             uint64_t coff;
             int csize;
@@ -108,37 +361,50 @@ static int check_l2(CheckState *cs, uint64_t l2_offset, bool active)
         if (!qcow2_has_data_file(s)) {
             inc_refs(cs, off, s->cluster_size);
         }
+        if (copied) {
+            copied_probe(cs, off, e & QCOW_OFLAG_COPIED);
+        }
     }
-    return 0;
 }
 
+/*
+ * References of one L1 table and the L2 tables it points to.  The L2
+ * tables are read in runs of adjacent clusters (one request per run);
+ * references are counted in the same order as table by table, so the
+ * messages come out in QEMU's order.
+ */
 static int check_l1(CheckState *cs, uint64_t l1_offset, uint32_t l1_size,
                     const uint64_t *mem_table, bool active)
 {
     BDRVQcow2State *s = cs->s;
-    g_autofree uint64_t *l1 = NULL;
+    g_autofree uint64_t *l1_copy = NULL;
+    const uint64_t *l1 = mem_table;
 
     inc_refs(cs, l1_offset, (int64_t)l1_size * 8);
     if (!l1_size) {
         return 0;
     }
-    if (mem_table) {
-        l1 = g_memdup2(mem_table, (size_t)l1_size * 8);
-    } else {
-        l1 = g_try_new(uint64_t, l1_size);
-        if (!l1 || bdrv_pread(cs->bs->file, l1_offset, (int64_t)l1_size * 8,
-                              l1, 0) < 0) {
+    if (!mem_table) {
+        l1_copy = g_try_new(uint64_t, l1_size);
+        if (!l1_copy || bdrv_pread(cs->bs->file, l1_offset,
+                                   (int64_t)l1_size * 8, l1_copy, 0) < 0) {
             fprintf(stderr, "ERROR: I/O error in check_refcounts_l1\n");
             cs->res->check_errors++;
             return -EIO;
         }
         for (uint32_t i = 0; i < l1_size; i++) {
-            l1[i] = GUINT64_FROM_BE(l1[i]);
+            l1_copy[i] = GUINT64_FROM_BE(l1_copy[i]);
         }
+        l1 = l1_copy;
     }
-    for (uint32_t i = 0; i < l1_size; i++) {
+    for (uint32_t i = 0; i < l1_size;) {
         uint64_t l2 = l1[i] & L1E_OFFSET_MASK;
+        int len;
+        uint8_t *buf;
+        int ret;
+
         if (!l2) {
+            i++;
             continue;
         }
         inc_refs(cs, l2, s->cluster_size);
@@ -146,11 +412,37 @@ static int check_l1(CheckState *cs, uint64_t l1_offset, uint32_t l1_size,
             fprintf(stderr, "ERROR l2_offset=%" PRIx64 ": Table is not "
                     "cluster aligned; L1 entry corrupted\n", l2);
             cs->res->corruptions++;
+            i++;
             continue;
         }
-        int ret = check_l2(cs, l2, active);
+        len = run_length(s, l1, L1E_OFFSET_MASK, i, l1_size);
+        buf = check_buf(cs, (size_t)len << s->cluster_bits);
+        ret = buf ? bdrv_pread(cs->bs->file, l2,
+                               (int64_t)len << s->cluster_bits, buf, 0)
+                  : -ENOMEM;
+        if (ret < 0 && len > 1) {
+            /* A run fails as a whole: find out whether the first one does. */
+            len = 1;
+            buf = check_buf(cs, s->cluster_size);
+            ret = buf ? bdrv_pread(cs->bs->file, l2, s->cluster_size, buf, 0)
+                      : -ENOMEM;
+        }
         if (ret < 0) {
+            fprintf(stderr, "ERROR: I/O error in check_refcounts_l2\n");
+            cs->res->check_errors++;
             return ret;
+        }
+        for (int k = 0; k < len; k++, i++) {
+            if (k) {
+                inc_refs(cs, l2 + ((uint64_t)k << s->cluster_bits),
+                         s->cluster_size);
+            }
+            if (active && cs->copied_walk) {
+                copied_probe(cs, l2 + ((uint64_t)k << s->cluster_bits),
+                             l1[i] & QCOW_OFLAG_COPIED);
+            }
+            check_l2(cs, (const uint64_t *)(void *)
+                     (buf + ((size_t)k << s->cluster_bits)), active);
         }
     }
     return 0;
@@ -232,6 +524,11 @@ static void check_oflag_copied(CheckState *cs, int fix)
     BDRVQcow2State *s = cs->s;
     g_autofree uint64_t *l2 = g_malloc(s->cluster_size);
     bool l1_dirty = false;
+    /* As QEMU: -r leaks repairs the flags too, but only on an image that
+     * is otherwise clean by now. */
+    bool repair = (fix & BDRV_FIX_ERRORS) ||
+                  ((fix & BDRV_FIX_LEAKS) && !cs->res->check_errors &&
+                   !cs->res->corruptions && !cs->res->leaks);
 
     for (uint32_t i = 0; i < s->l1_size; i++) {
         uint64_t l2_off = s->l1_table[i] & L1E_OFFSET_MASK;
@@ -247,9 +544,9 @@ static void check_oflag_copied(CheckState *cs, int fix)
         if ((rc == 1) != !!(s->l1_table[i] & QCOW_OFLAG_COPIED)) {
             fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%u "
                     "l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n",
-                    (fix & BDRV_FIX_ERRORS) ? "Repairing" : "ERROR", i,
+                    repair ? "Repairing" : "ERROR", i,
                     s->l1_table[i], rc);
-            if (fix & BDRV_FIX_ERRORS) {
+            if (repair) {
                 s->l1_table[i] = rc == 1 ? s->l1_table[i] | QCOW_OFLAG_COPIED
                                          : s->l1_table[i] & ~QCOW_OFLAG_COPIED;
                 l1_dirty = true;
@@ -281,8 +578,8 @@ static void check_oflag_copied(CheckState *cs, int fix)
             if ((rc == 1) != !!(e & QCOW_OFLAG_COPIED)) {
                 fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%"
                         PRIx64 " refcount=%" PRIu64 "\n",
-                        (fix & BDRV_FIX_ERRORS) ? "Repairing" : "ERROR", e, rc);
-                if (fix & BDRV_FIX_ERRORS) {
+                        repair ? "Repairing" : "ERROR", e, rc);
+                if (repair) {
                     e = rc == 1 ? e | QCOW_OFLAG_COPIED
                                 : e & ~QCOW_OFLAG_COPIED;
                     l2[k] = GUINT64_TO_BE(e);
@@ -317,6 +614,9 @@ static int calculate_refcounts(CheckState *cs, int64_t file_len)
     BdrvCheckResult *res = cs->res;
     int ret;
 
+    if (cs->copied_walk) {
+        load_copied_bits(cs);
+    }
     inc_refs(cs, 0, s->cluster_size);                        /* header */
     ret = check_l1(cs, s->hi.h.l1_table_offset, s->l1_size, s->l1_table,
                    true);
@@ -360,12 +660,6 @@ static int calculate_refcounts(CheckState *cs, int64_t file_len)
     return 0;
 }
 
-static uint64_t ref_at(CheckState *cs, int64_t i)
-{
-    return i < (int64_t)cs->ref->len ? g_array_index(cs->ref, uint64_t, i)
-                                     : 0;
-}
-
 /*
  * One comparison pass of stored against computed refcounts (QEMU's texts).
  * A referenced cluster with stored refcount 0 cannot be repaired in place:
@@ -379,13 +673,14 @@ static void compare_refcounts(CheckState *cs, int fix, bool *rebuild,
     BlockDriverState *bs = cs->bs;
     BDRVQcow2State *s = cs->s;
     BdrvCheckResult *res = cs->res;
-    int64_t n = MAX((int64_t)cs->ref->len, cs->nb_clusters);
+    int64_t n = MAX(ref_len(&cs->ref), cs->nb_clusters);
 
     *highest = 0;
+    cs->win_len = 0;             /* the structure may have been rebuilt */
     for (int64_t i = 0; i < n; i++) {
-        uint64_t disk, want = ref_at(cs, i);
+        uint64_t disk, want = ref_get(&cs->ref, i);
         int *fixed = NULL;
-        int ret = qcow2_get_refcount(bs, i, &disk);
+        int ret = stored_get(cs, i, &disk);
 
         if (ret < 0) {
             fprintf(stderr, "Can't get refcount for cluster %" PRId64 ": %s\n",
@@ -438,8 +733,8 @@ static int64_t imrt_alloc(CheckState *cs, int64_t count, int64_t *first_free)
     int64_t cluster = *first_free, contiguous = 0;
     bool first_gap = true;
 
-    for (; cluster < (int64_t)cs->ref->len && contiguous < count; cluster++) {
-        if (!g_array_index(cs->ref, uint64_t, cluster)) {
+    for (; cluster < ref_len(&cs->ref) && contiguous < count; cluster++) {
+        if (!ref_get(&cs->ref, cluster)) {
             contiguous++;
             if (first_gap) {
                 *first_free = cluster;
@@ -451,13 +746,13 @@ static int64_t imrt_alloc(CheckState *cs, int64_t count, int64_t *first_free)
     }
     if (contiguous < count) {
         int64_t need = cluster + count - contiguous;
-        if (need > (int64_t)cs->ref->len) {
-            g_array_set_size(cs->ref, need);
+        if (need > ref_len(&cs->ref)) {
+            g_array_set_size(cs->ref.a, need);
         }
     }
     cluster -= contiguous;
     for (int64_t i = 0; i < count; i++) {
-        g_array_index(cs->ref, uint64_t, cluster + i) = 1;
+        ref_set(&cs->ref, cluster + i, 1);
     }
     return cluster << cs->s->cluster_bits;
 }
@@ -477,7 +772,7 @@ static int write_refblocks(CheckState *cs, int64_t first, int64_t end,
     int grown = 0;
 
     for (int64_t c = first; c < end; c++) {
-        if (!ref_at(cs, c)) {
+        if (!ref_get(&cs->ref, c)) {
             continue;
         }
         int64_t idx = c >> s->refblock_bits;
@@ -505,7 +800,7 @@ static int write_refblocks(CheckState *cs, int64_t first, int64_t end,
         }
         memset(block, 0, s->cluster_size);
         for (int64_t k = 0; k < s->refblock_size; k++) {
-            uint64_t v = ref_at(cs, start + k);
+            uint64_t v = ref_get(&cs->ref, start + k);
             if (v) {
                 qcow2_refcount_set_entry(block, s->refcount_order, k, v);
             }
@@ -542,7 +837,7 @@ static int rebuild_refcount_structure(CheckState *cs)
     if (ret < 0) {
         return ret;
     }
-    ret = write_refblocks(cs, 0, cs->ref->len, rt);
+    ret = write_refblocks(cs, 0, ref_len(&cs->ref), rt);
     while (ret > 0) {
         int64_t first_free = 0;
         rt_clusters = qcow2_size_to_clusters(s, (uint64_t)rt->len * 8);
@@ -587,8 +882,8 @@ static int rebuild_refcount_structure(CheckState *cs)
 static void reset_refs(CheckState *cs, int64_t file_len)
 {
     cs->nb_clusters = qcow2_size_to_clusters(cs->s, file_len);
-    g_array_set_size(cs->ref, 0);
-    g_array_set_size(cs->ref, cs->nb_clusters);
+    g_array_set_size(cs->ref.a, 0);
+    g_array_set_size(cs->ref.a, cs->nb_clusters);
 }
 
 int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
@@ -611,7 +906,10 @@ int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
         res->check_errors++;
         return ret;
     }
-    cs.ref = g_array_new(false, true, sizeof(uint64_t));
+    ref_init(&cs.ref, s->refcount_order);
+    cs.one = g_array_new(false, true, 1);
+    cs.known = g_array_new(false, true, 1);
+    cs.copied_walk = !fix;
     reset_refs(&cs, file_len);
     res->bfi.total_clusters = qcow2_size_to_clusters(s, s->hi.h.size);
 
@@ -684,7 +982,9 @@ int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
             compare_refcounts(&cs, fix, &rebuild, &highest);
         }
     }
-    check_oflag_copied(&cs, fix);
+    if (fix || cs.copied_suspect) {
+        check_oflag_copied(&cs, fix);
+    }
     ret = 0;
     if (res->leaks_fixed || res->corruptions_fixed) {
         ret = qcow2_flush_caches(bs);
@@ -706,6 +1006,9 @@ int qcow2_co_check_impl(BlockDriverState *bs, BdrvCheckResult *res, int fix)
     }
     res->image_end_offset = (highest + 1) << s->cluster_bits;
 out:
-    g_array_free(cs.ref, true);
+    g_array_free(cs.ref.a, true);
+    g_array_free(cs.one, true);
+    g_array_free(cs.known, true);
+    g_free(cs.buf);
     return ret;
 }

@@ -10,6 +10,7 @@
 #include "qcow2.h"
 #include "block/block-backend.h"
 #include "block/options.h"
+#include "util/bswap.h"
 
 typedef struct Qcow2CreateOpts {
     uint64_t size;
@@ -26,6 +27,279 @@ typedef struct Qcow2CreateOpts {
     bool data_file_raw;
     bool has_data_file;
 } Qcow2CreateOpts;
+
+/*
+ * Size of the refcount structure (refblocks, reftable clusters) that
+ * covers `clusters` clusters plus itself: grow both until they cover
+ * their own clusters too.
+ */
+static void refcount_meta_size(BDRVQcow2State *s, int64_t clusters,
+                               int64_t *blocks, int64_t *table)
+{
+    int64_t per_table = s->cluster_size / 8;
+    int64_t b = 0, t = 0, prev;
+
+    do {
+        prev = b + t;
+        b = QB_DIV_ROUND_UP(clusters + b + t, (int64_t)s->refblock_size);
+        t = QB_DIV_ROUND_UP(b, per_table);
+    } while (b + t != prev);
+    *blocks = b;
+    *table = t;
+}
+
+/*
+ * A new refcount structure at `start` (cluster aligned, everything from
+ * there on free) covering the image up to `start` plus `extra` clusters
+ * and itself: the existing refblocks are kept, the missing ones follow
+ * each other from `start`, then a reftable exactly as large as needed
+ * (whole clusters).  All of these get refcount 1, the header is switched
+ * to the new table and the old table freed.  Returns the first byte past
+ * the new structure, or -errno.  This is the layout QEMU 7.2 gives
+ * falloc/full preallocation, which the byte-identical images need.
+ */
+static int64_t refcount_area(BlockDriverState *bs, int64_t start,
+                             int64_t extra)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t cs = s->cluster_size;
+    int64_t nblocks, tclusters, tsize, first_rt, table_off, end, next;
+    uint64_t old_off = s->hi.h.refcount_table_offset;
+    uint64_t old_size = s->refcount_table_size;
+    g_autofree uint64_t *table = NULL;
+    uint8_t hdr[12];
+    int64_t added = 0;
+    int ret;
+
+    refcount_meta_size(s, start / cs + extra, &nblocks, &tclusters);
+    tsize = QB_ALIGN_UP(nblocks, cs / 8);
+    tclusters = tsize * 8 / cs;
+    if (tsize > QCOW2_MAX_REFTABLE_SIZE / 8) {
+        return -EFBIG;
+    }
+    table = g_try_new0(uint64_t, tsize);
+    if (!table) {
+        return -ENOMEM;
+    }
+    memcpy(table, s->refcount_table, MIN(old_size, (uint64_t)tsize) * 8);
+    first_rt = (start / cs) >> s->refblock_bits;
+    for (int64_t i = first_rt; i < nblocks; i++) {
+        added += !table[i];
+    }
+    table_off = start + added * cs;
+    end = table_off + tclusters * cs;
+
+    next = start;
+    for (int64_t i = first_rt; i < nblocks; i++) {
+        int64_t covered = (i << s->refblock_bits) * cs;
+        void *block;
+
+        if (table[i]) {
+            ret = qcow2_cache_get(bs, s->refcount_block_cache,
+                                  table[i] & REFT_OFFSET_MASK, &block);
+        } else {
+            ret = qcow2_cache_get_empty(bs, s->refcount_block_cache, next,
+                                        &block);
+            if (ret == 0) {
+                memset(block, 0, cs);
+                table[i] = next;
+                next += cs;
+            }
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        for (int64_t c = MAX(start, covered) / cs;
+             c < MIN(end, covered + ((int64_t)s->refblock_size * cs)) / cs;
+             c++) {
+            qcow2_refcount_set_entry(block, s->refcount_order,
+                                     c & (s->refblock_size - 1), 1);
+        }
+        qcow2_cache_entry_mark_dirty(s->refcount_block_cache, block);
+        qcow2_cache_put(s->refcount_block_cache, &block);
+    }
+    assert(next == table_off);
+    ret = qcow2_cache_flush(bs, s->refcount_block_cache);
+    if (ret < 0) {
+        return ret;
+    }
+
+    /* The new table, then the header pointing to it (invariant 2 of
+     * refcount.c: a crash before the switch leaves only leaks). */
+    for (int64_t i = 0; i < tsize; i++) {
+        table[i] = GUINT64_TO_BE(table[i]);
+    }
+    ret = bdrv_pwrite_sync(bs->file, table_off, tsize * 8, table, 0);
+    for (int64_t i = 0; i < tsize; i++) {
+        table[i] = GUINT64_FROM_BE(table[i]);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    st64_be(hdr, table_off);
+    st32_be(hdr + 8, tclusters);
+    ret = bdrv_pwrite_sync(bs->file, 48, sizeof(hdr), hdr, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    g_free(s->refcount_table);
+    s->refcount_table = g_steal_pointer(&table);
+    s->refcount_table_size = tsize;
+    s->hi.h.refcount_table_offset = table_off;
+    s->hi.h.refcount_table_clusters = tclusters;
+    qcow2_free_clusters(bs, old_off, old_size * 8, QCOW2_DISCARD_OTHER);
+    return end;
+}
+
+/* Highest cluster with a non-zero refcount below `clusters`, or -1. */
+static int64_t last_used_cluster(BlockDriverState *bs, int64_t clusters)
+{
+    uint64_t rc;
+
+    for (int64_t c = clusters - 1; c >= 0; c--) {
+        if (qcow2_get_refcount(bs, c, &rc) < 0) {
+            return -1;
+        }
+        if (rc) {
+            return c;
+        }
+    }
+    return -1;
+}
+
+/*
+ * The guest bytes [start of old_size's cluster, old_size) for a cluster
+ * that preallocation re-allocates: copied to its new host cluster.  Only
+ * data clusters have bytes to copy; zero and unallocated ones (without a
+ * backing file) read as zero, as the fresh cluster does.
+ */
+static int copy_head(BlockDriverState *bs, int64_t old_size, int64_t host)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t head = qcow2_offset_into_cluster(s, old_size);
+    uint64_t bytes = head, src = 0;
+    Qcow2SubclusterType type;
+    g_autofree uint8_t *buf = NULL;
+    int ret;
+
+    if (!head) {
+        return 0;
+    }
+    ret = qcow2_get_host_offset(bs, old_size - head, &bytes, &src, &type);
+    if (ret < 0) {
+        return ret;
+    }
+    if (type == QCOW2_SC_ZERO_PLAIN || type == QCOW2_SC_ZERO_ALLOC ||
+        ((type == QCOW2_SC_UNALLOCATED_PLAIN ||
+          type == QCOW2_SC_UNALLOCATED_ALLOC) && !bs->backing)) {
+        return 0;
+    }
+    if (type != QCOW2_SC_NORMAL || (int64_t)bytes < head) {
+        return -ENOTSUP;
+    }
+    buf = g_malloc(head);
+    ret = bdrv_pread(bs->file, src, head, buf, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = qcow2_pre_write_overlap_check(bs, 0, host, head);
+    if (ret < 0) {
+        return ret;
+    }
+    return bdrv_pwrite(bs->file, host, head, buf, 0);
+}
+
+int qcow2_preallocate_alloc(BlockDriverState *bs, int64_t old_size,
+                            int64_t new_size, PreallocMode mode,
+                            Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t cs = s->cluster_size;
+    int64_t flen = bdrv_getlength(bs->file->bs);
+    int64_t guest = qcow2_start_of_cluster(s, old_size);
+    int64_t nb_data = (QB_ALIGN_UP(new_size, cs) - guest) / cs;
+    int64_t nb_l2, last, start, host;
+    g_autoptr(GArray) olds = g_array_new(false, false, sizeof(uint64_t));
+    int ret;
+
+    if (nb_data <= 0) {
+        return 0;
+    }
+    if (flen < 0) {
+        error_setg_errno(errp, -flen, "Could not get the file size");
+        return flen;
+    }
+    last = last_used_cluster(bs, qcow2_size_to_clusters(s, flen));
+    start = last >= 0 ? (last + 1) * cs : QB_ALIGN_UP(flen, cs);
+    /* Room in the refcount structure for the data and its L2 tables, so
+     * that linking them below never has to add a refblock (an extra
+     * table covers an unaligned head or tail). */
+    nb_l2 = QB_DIV_ROUND_UP(nb_data, (int64_t)s->l2_size) + 1;
+    start = refcount_area(bs, start, nb_data + nb_l2);
+    if (start < 0) {
+        error_setg_errno(errp, -start, "Failed to resize refcount structures");
+        return start;
+    }
+    ret = qcow2_update_refcount(bs, start, nb_data * cs, 1,
+                                QCOW2_DISCARD_NEVER);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to allocate clusters for "
+                         "preallocation");
+        return ret;
+    }
+    ret = bdrv_truncate(bs->file, start + nb_data * cs, false, mode, 0, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    ret = copy_head(bs, old_size, start);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not copy the last cluster");
+        return ret;
+    }
+
+    /* Map every guest cluster to its new host cluster, one L2 slice at a
+     * time (new L2 tables come from the normal allocator).  With extended
+     * L2 entries the subcluster bitmap stays clear, as in QEMU: the
+     * clusters are reserved and read as zero (or from the backing file). */
+    host = start;
+    while (nb_data > 0) {
+        uint64_t *slice;
+        int idx, n;
+
+        ret = qcow2_get_l2_slice(bs, guest, true, &slice, &idx);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Failed to update L2 tables");
+            return ret;
+        }
+        n = MIN(nb_data, (int64_t)s->l2_slice_size - idx);
+        g_array_set_size(olds, 0);
+        for (int i = 0; i < n; i++) {
+            uint64_t old = qcow2_l2_entry(s, slice, idx + i);
+            qcow2_set_l2_entry(s, slice, idx + i,
+                               (uint64_t)(host + (int64_t)i * cs) |
+                               QCOW_OFLAG_COPIED);
+            if (qcow2_entry_holds(s, old)) {
+                g_array_append_val(olds, old);
+            }
+        }
+        qcow2_cache_entry_mark_dirty(s->l2_table_cache, slice);
+        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
+        /* Clusters the entries held before (a resize's partial last
+         * cluster), freed once no L2 entry in the cache names them. */
+        for (guint i = 0; i < olds->len; i++) {
+            qcow2_free_any_cluster(bs, g_array_index(olds, uint64_t, i),
+                                   QCOW2_DISCARD_OTHER);
+        }
+        guest += (int64_t)n * cs;
+        host += (int64_t)n * cs;
+        nb_data -= n;
+    }
+    ret = qcow2_flush_caches(bs);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to flush the metadata");
+    }
+    return ret;
+}
 
 static void create_opts_clear(Qcow2CreateOpts *o)
 {
@@ -46,22 +320,6 @@ static int validate(Qcow2CreateOpts *o, bool check_l1, Error **errp)
                    "and 2048k");
         return -EINVAL;
     }
-    if (!QB_IS_POWER_OF_2(o->refcount_bits) || o->refcount_bits > 64) {
-        error_setg(errp, "Refcount width must be a power of two and may not "
-                   "exceed 64 bits");
-        return -EINVAL;
-    }
-    if (v3hint_needed && o->refcount_bits != 16) {
-        error_setg(errp, "Different refcount widths than 16 bits require "
-                   "compatibility level 1.1 or above (use version=v3 or "
-                   "greater)");
-        return -EINVAL;
-    }
-    if (v3hint_needed && o->lazy_refcounts) {
-        error_setg(errp, "Lazy refcounts only supported with compatibility "
-                   "level 1.1 and above (use version=v3 or greater)");
-        return -EINVAL;
-    }
     if (o->extended_l2) {
         if (v3hint_needed) {
             error_setg(errp, "Extended L2 entries are only supported with "
@@ -74,6 +332,29 @@ static int validate(Qcow2CreateOpts *o, bool check_l1, Error **errp)
                        "cluster sizes of at least 16384 bytes");
             return -EINVAL;
         }
+    }
+    /* QEMU 7.2's order of the remaining checks (observed). */
+    if (o->backing_file && o->prealloc != PREALLOC_MODE_OFF &&
+        !o->extended_l2) {
+        error_setg(errp, "Backing file and preallocation can only be used at "
+                   "the same time if extended_l2 is on");
+        return -EINVAL;
+    }
+    if (v3hint_needed && o->lazy_refcounts) {
+        error_setg(errp, "Lazy refcounts only supported with compatibility "
+                   "level 1.1 and above (use version=v3 or greater)");
+        return -EINVAL;
+    }
+    if (!QB_IS_POWER_OF_2(o->refcount_bits) || o->refcount_bits > 64) {
+        error_setg(errp, "Refcount width must be a power of two and may not "
+                   "exceed 64 bits");
+        return -EINVAL;
+    }
+    if (v3hint_needed && o->refcount_bits != 16) {
+        error_setg(errp, "Different refcount widths than 16 bits require "
+                   "compatibility level 1.1 or above (use version=v3 or "
+                   "greater)");
+        return -EINVAL;
     }
     if (o->compression_type != QCOW2_COMPRESSION_ZLIB && v3hint_needed) {
         error_setg(errp, "Non-zlib compression type is only supported with "
@@ -126,6 +407,7 @@ static int create_on(BlockDriverState *file_bs, BlockDriverState *data_bs,
     int refcount_order = __builtin_ctzll(o->refcount_bits);
     g_autofree uint8_t *buf = NULL;
     json_t *qopts;
+    bool alloc_prealloc;
     int ret;
 
     ret = validate(o, check_l1, errp);
@@ -211,10 +493,20 @@ static int create_on(BlockDriverState *file_bs, BlockDriverState *data_bs,
     if (!blk) {
         return -EIO;
     }
+    /* falloc/full without a data file get QEMU's own layout (a fresh
+     * refcount structure, then the data clusters in one run) from
+     * qcow2_preallocate_alloc(); everything else preallocates metadata
+     * (and the data file) through the driver's truncate. */
+    alloc_prealloc = !data_bs && (o->prealloc == PREALLOC_MODE_FALLOC ||
+                                  o->prealloc == PREALLOC_MODE_FULL);
     ret = blk_truncate(blk, o->size, true,
-                       o->prealloc == PREALLOC_MODE_OFF ? PREALLOC_MODE_OFF
-                                                        : PREALLOC_MODE_METADATA,
+                       o->prealloc == PREALLOC_MODE_OFF || alloc_prealloc
+                       ? PREALLOC_MODE_OFF : PREALLOC_MODE_METADATA,
                        0, errp);
+    if (ret == 0 && alloc_prealloc) {
+        ret = qcow2_preallocate_alloc(blk_bs(blk), 0, o->size, o->prealloc,
+                                      errp);
+    }
     if (ret < 0) {
         error_prepend(errp, "Could not resize image: ");
         blk_unref(blk);
@@ -233,31 +525,11 @@ static int create_on(BlockDriverState *file_bs, BlockDriverState *data_bs,
             blk_unref(blk);
             return ret;
         }
-        if (o->prealloc == PREALLOC_MODE_FALLOC ||
-            o->prealloc == PREALLOC_MODE_FULL) {
-            /* Data clusters are allocated: back them with real space. */
-            int64_t end = bdrv_getlength(bs->file->bs);
-            int64_t want = QB_ALIGN_UP(end, cs);
-            if (end >= 0) {
-                uint64_t rc;
-                int64_t c = qcow2_size_to_clusters(s, want) + 64;
-                /* Last cluster in use: the end of the preallocated area. */
-                while (c > 0 && qcow2_get_refcount(bs, c - 1, &rc) == 0 &&
-                       rc == 0) {
-                    c--;
-                }
-                want = MAX(want, c * cs);
-                ret = bdrv_truncate(bs->file, want, false, o->prealloc, 0,
-                                    errp);
-                if (ret < 0) {
-                    blk_unref(blk);
-                    return ret;
-                }
-            }
-        }
         if (data_bs) {
-            ret = bdrv_truncate(s->data_file, o->size, false, PREALLOC_MODE_OFF,
-                                0, errp);
+            /* The data file takes the data preallocation itself. */
+            ret = bdrv_truncate(s->data_file, o->size, false,
+                                o->prealloc == PREALLOC_MODE_METADATA
+                                ? PREALLOC_MODE_OFF : o->prealloc, 0, errp);
             if (ret < 0) {
                 blk_unref(blk);
                 return ret;

@@ -5,13 +5,101 @@
  * from the vtable in qcow2.c; metadata helpers live in cluster.c and
  * refcount.c.
  *
- * Concurrency: s->lock (a CoMutex) is held for every metadata lookup or
- * change.  Reads drop it for the data transfer (except of compressed
- * clusters); writes keep it for the whole request, so a cluster's
- * copy-on-write never races with another write to the same cluster.
+ * Concurrency (docs/design/qcow2-consistency.md, "Concurrent data I/O"):
+ * s->lock (a CoMutex) is held for every metadata lookup or change, never
+ * for data transfers.  Each data transfer is registered in flight while it
+ * runs; writes that change L2 entries (allocation, copy-on-write) keep
+ * other writers of their guest clusters waiting, and nothing frees a host
+ * cluster while data I/O to it is in flight.  Compressed data is
+ * (de)compressed outside the lock: compression in the thread pool.
  */
 #include "qcow2.h"
 #include "bitmap.h"
+#include "util/thread-pool.h"
+
+/* ------------------------------------------------------------------ */
+/* In-flight data I/O                                                  */
+
+/*
+ * Data I/O runs without s->lock; what keeps it safe is this registry (see
+ * docs/design/qcow2-consistency.md, "Concurrent data I/O").  Every data
+ * read or write of a host range is registered under the lock, in the same
+ * critical section as the lookup that chose the range, and unregistered
+ * when the I/O is over.  Registering and unregistering never yield, and
+ * every user runs in the node's AioContext, so the list needs no lock of
+ * its own: unregistering is done without s->lock.
+ */
+
+void qcow2_inflight_add(BDRVQcow2State *s, Qcow2InflightIO *io)
+{
+    s->inflight_io = g_list_prepend(s->inflight_io, io);
+}
+
+void qcow2_inflight_del(BDRVQcow2State *s, Qcow2InflightIO *io)
+{
+    s->inflight_io = g_list_remove(s->inflight_io, io);
+    if (!co_queue_empty(&s->inflight_queue)) {
+        co_queue_restart_all(&s->inflight_queue);
+    }
+}
+
+/* Is a write by another request than self registered on a guest cluster
+ * of [start, end)?  alloc_only: only writes that will change L2 entries. */
+static bool guest_busy(BDRVQcow2State *s, int64_t start, int64_t end,
+                       bool alloc_only)
+{
+    for (GList *l = s->inflight_io; l; l = l->next) {
+        Qcow2InflightIO *io = l->data;
+        if (io->write && (io->alloc || !alloc_only) &&
+            start < io->guest_end && io->guest_start < end) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool qcow2_inflight_host_busy(BDRVQcow2State *s, int64_t start, int64_t end)
+{
+    for (GList *l = s->inflight_io; l; l = l->next) {
+        Qcow2InflightIO *io = l->data;
+        if (start < io->host_end && io->host_start < end) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Wait (s->lock held; dropped while waiting) until no data I/O overlaps
+ * host bytes [offset, offset+len).  Can't deadlock: a registered I/O never
+ * waits for another registration before it unregisters (the lock it may
+ * retake is never held by a waiter, which sleeps without it).
+ */
+void coroutine_fn qcow2_wait_host_idle(BlockDriverState *bs, int64_t offset,
+                                       int64_t len)
+{
+    BDRVQcow2State *s = bs->opaque;
+    while (qcow2_inflight_host_busy(s, offset, offset + len)) {
+        co_queue_wait(&s->inflight_queue, &s->lock);
+    }
+}
+
+void coroutine_fn qcow2_quiesce_data_io(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    while (s->inflight_io) {
+        co_queue_wait(&s->inflight_queue, &s->lock);
+    }
+}
+
+static void coroutine_fn wait_guest_idle(BlockDriverState *bs, int64_t start,
+                                         int64_t end, bool alloc_only)
+{
+    BDRVQcow2State *s = bs->opaque;
+    while (guest_busy(s, start, end, alloc_only)) {
+        co_queue_wait(&s->inflight_queue, &s->lock);
+    }
+}
 
 /* ------------------------------------------------------------------ */
 /* Reads                                                               */
@@ -98,6 +186,7 @@ static int qcow2_read(BlockDriverState *bs, int64_t offset, int64_t bytes,
     while (bytes > 0) {
         uint64_t cur = bytes, host;
         Qcow2SubclusterType type;
+        Qcow2InflightIO io;
 
         if (!locked) {
             co_mutex_lock(&s->lock);
@@ -107,6 +196,12 @@ static int qcow2_read(BlockDriverState *bs, int64_t offset, int64_t bytes,
             /* Decompress under the lock: the cluster may be freed. */
             ret = read_compressed(bs, host, offset, cur, qiov, qoff);
             type = QCOW2_SC_INVALID;   /* done */
+        }
+        /* Registered before the lock goes: the cluster can't be freed
+         * (and reused) while we read it. */
+        io = (Qcow2InflightIO) { .host_start = host, .host_end = host + cur };
+        if (ret == 0 && !locked && type == QCOW2_SC_NORMAL) {
+            qcow2_inflight_add(s, &io);
         }
         if (!locked) {
             co_mutex_unlock(&s->lock);
@@ -129,6 +224,9 @@ static int qcow2_read(BlockDriverState *bs, int64_t offset, int64_t bytes,
             BLKDBG_EVENT(bs->file, BLKDBG_EV_READ_AIO);
             ret = bdrv_co_preadv(s->data_file, host, cur, &sl, 0);
             qiov_destroy(&sl);
+            if (!locked) {
+                qcow2_inflight_del(s, &io);
+            }
             break;
         }
         default:
@@ -159,7 +257,8 @@ int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
 /* Writes                                                              */
 
 /* Current guest content of [off, off+len) (inside one cluster, whose L2
- * entry and bitmap are given) into buf.  Lock held. */
+ * entry and bitmap are given) into buf.  Runs without s->lock: the
+ * caller's in-flight record keeps the entry (and so its clusters) alive. */
 static int read_cluster_content(BlockDriverState *bs, int64_t cluster_off,
                                 uint64_t entry, uint64_t bitmap,
                                 int64_t off, int64_t len, uint8_t *buf)
@@ -203,16 +302,6 @@ static int read_cluster_content(BlockDriverState *bs, int64_t cluster_off,
     return ret < 0 ? ret : 0;
 }
 
-static int64_t alloc_data_cluster(BlockDriverState *bs, int64_t guest_off)
-{
-    BDRVQcow2State *s = bs->opaque;
-    if (qcow2_has_data_file(s)) {
-        /* External data files map 1:1. */
-        return qcow2_start_of_cluster(s, guest_off);
-    }
-    return qcow2_alloc_clusters(bs, s->cluster_size);
-}
-
 static uint64_t sc_range_mask(BDRVQcow2State *s, int64_t a, int64_t b)
 {
     int first = a >> s->subcluster_bits;
@@ -224,279 +313,370 @@ static uint64_t sc_range_mask(BDRVQcow2State *s, int64_t a, int64_t b)
     return m;
 }
 
-static int write_data(BlockDriverState *bs, int64_t host, int64_t len,
-                      IOVector *q, BdrvRequestFlags flags)
+/* How a write treats one guest cluster. */
+typedef enum WriteKind {
+    WK_REWRITE,   /* COPIED data, every touched subcluster normal: in place,
+                   * no metadata change */
+    WK_INPLACE,   /* COPIED host cluster, but the L2 entry changes (zero
+                   * flag, subcluster bits): in place, then L2 update */
+    WK_FRESH,     /* needs a new host cluster (unallocated, zero, shared,
+                   * compressed): allocate, write, then L2 update */
+} WriteKind;
+
+/*
+ * One step of a write request: n guest clusters from cl, one kind, one L2
+ * slice, written to contiguous host bytes [host + wa, host + wb) with one
+ * request.  Guest bytes [cl + a, cl + b) come from the caller; the rest of
+ * [wa, wb) is copy-on-write content of the first (head) and last (tail)
+ * cluster.  Clusters in the middle are fully covered: no COW reads.
+ */
+typedef struct WriteStep {
+    WriteKind kind;
+    int64_t cl;
+    int n;
+    int64_t host;
+    int64_t a, b, wa, wb;               /* relative to cl */
+    uint64_t head_entry, head_bitmap;
+    uint64_t tail_entry, tail_bitmap;
+    Qcow2InflightIO io;
+} WriteStep;
+
+/* Kind of a cluster (entry, bitmap) for writing [a, b) of it, and the
+ * subrange [*wa, *wb) that must be written (guest bytes plus COW). */
+static WriteKind classify(BDRVQcow2State *s, uint64_t entry, uint64_t bitmap,
+                          int64_t a, int64_t b, int64_t *wa, int64_t *wb)
 {
-    BDRVQcow2State *s = bs->opaque;
-    int ret;
-    if (!qcow2_has_data_file(s)) {
-        ret = qcow2_pre_write_overlap_check(bs, 0, host, len);
-        if (ret < 0) {
-            return ret;
+    bool compressed = entry & QCOW_OFLAG_COMPRESSED;
+    bool has = qcow2_entry_has_host(s, entry);
+    bool inplace = has && (entry & QCOW_OFLAG_COPIED);
+
+    if (!s->extended_l2) {
+        if (inplace && !(entry & QCOW_OFLAG_ZERO)) {
+            *wa = a;
+            *wb = b;
+            return WK_REWRITE;
+        }
+        *wa = 0;
+        *wb = s->cluster_size;
+        return inplace ? WK_INPLACE : WK_FRESH;
+    }
+    if (compressed || (has && !inplace)) {
+        *wa = 0;
+        *wb = s->cluster_size;
+        return WK_FRESH;
+    }
+    *wa = QB_ALIGN_DOWN(a, s->subcluster_size);
+    *wb = QB_ALIGN_UP(b, s->subcluster_size);
+    if (!inplace) {
+        return WK_FRESH;
+    }
+    int first = a >> s->subcluster_bits, last = (b - 1) >> s->subcluster_bits;
+    bool all = true;
+    for (int i = first; i <= last; i++) {
+        if (qcow2_get_subcluster_type(s, entry, bitmap, i) !=
+            QCOW2_SC_NORMAL) {
+            all = false;
         }
     }
-    return bdrv_co_pwritev(s->data_file, host, len, q, flags & BDRV_REQ_FUA);
+    /* Normal subclusters at the edges keep their data: no COW there. */
+    if (qcow2_get_subcluster_type(s, entry, bitmap, first) ==
+        QCOW2_SC_NORMAL) {
+        *wa = a;
+    }
+    if (qcow2_get_subcluster_type(s, entry, bitmap, last) ==
+        QCOW2_SC_NORMAL) {
+        *wb = b;
+    }
+    return all ? WK_REWRITE : WK_INPLACE;
+}
+
+static bool bad_host_offset(BlockDriverState *bs, uint64_t entry)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t host = entry & L2E_OFFSET_MASK;
+
+    if (!(entry & QCOW_OFLAG_COMPRESSED) &&
+        qcow2_offset_into_cluster(s, host)) {
+        qcow2_signal_corruption(bs, true, -1, -1, "Cluster allocation offset "
+                                "%#" PRIx64 " unaligned", host);
+        return true;
+    }
+    return false;
 }
 
 /*
- * Write guest bytes [offset, offset+len) inside one cluster from qiov at
- * qoff (or zeros if qiov is NULL).  Lock held.
+ * Decide the next step of writing guest [offset, offset+bytes), allocate
+ * its host clusters and register it in flight.  s->lock held (may be
+ * dropped while waiting for a conflicting in-flight write).  A rewrite
+ * waits only for in-flight L2 changes of its clusters; anything that
+ * changes L2 entries waits for every in-flight write to them, so an entry
+ * never changes under a write that looked it up.
  */
-static int write_cluster(BlockDriverState *bs, int64_t offset, int64_t len,
-                         IOVector *qiov, size_t qoff, BdrvRequestFlags flags)
+static int coroutine_fn plan_step(BlockDriverState *bs, int64_t offset,
+                                  int64_t bytes, WriteStep *st)
 {
     BDRVQcow2State *s = bs->opaque;
+    int64_t cs = s->cluster_size;
     int64_t cl = qcow2_start_of_cluster(s, offset);
-    int64_t a = offset - cl, b = a + len;
-    uint64_t *slice;
+    int64_t a = offset - cl;
+    uint64_t *slice, entry, bitmap;
     int idx, ret;
-    uint64_t entry, bitmap, host;
-    bool compressed, inplace;
-    int64_t wa, wb, new_host;
-    uint8_t *buf = NULL;
-    IOVector q;
+    int64_t wa, wb;
+    WriteKind kind;
 
-    ret = qcow2_get_l2_slice(bs, offset, true, &slice, &idx);
-    if (ret < 0) {
-        return ret;
-    }
-    entry = qcow2_l2_entry(s, slice, idx);
-    bitmap = qcow2_l2_bitmap(s, slice, idx);
-    host = entry & L2E_OFFSET_MASK;
-    compressed = entry & QCOW_OFLAG_COMPRESSED;
-    bool has = qcow2_entry_has_host(s, entry);
-    inplace = has && (entry & QCOW_OFLAG_COPIED);
-    if (!compressed && qcow2_offset_into_cluster(s, host)) {
-        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-        qcow2_signal_corruption(bs, true, -1, -1, "Cluster allocation offset "
-                                "%#" PRIx64 " unaligned", host);
-        return -EIO;
-    }
-
-    /* The range to write: [wa, wb) within the cluster. */
-    if (!s->extended_l2) {
-        if (inplace && !(entry & QCOW_OFLAG_ZERO)) {
-            wa = a;
-            wb = b;
-        } else {
-            wa = 0;
-            wb = s->cluster_size;
+    for (;;) {
+        ret = qcow2_get_l2_slice(bs, cl, true, &slice, &idx);
+        if (ret < 0) {
+            return ret;
         }
-    } else if (compressed || (has && !inplace)) {
-        wa = 0;
-        wb = s->cluster_size;
-    } else {
-        int sa = QB_ALIGN_DOWN(a, s->subcluster_size);
-        int sb = QB_ALIGN_UP(b, s->subcluster_size);
-        wa = sa;
-        wb = sb;
-        if (inplace) {
-            if (qcow2_get_subcluster_type(s, entry, bitmap, a >>
-                                          s->subcluster_bits) ==
-                QCOW2_SC_NORMAL) {
-                wa = a;
-            }
-            if (qcow2_get_subcluster_type(s, entry, bitmap, (b - 1) >>
-                                          s->subcluster_bits) ==
-                QCOW2_SC_NORMAL) {
-                wb = b;
-            }
-        }
-    }
-
-    new_host = inplace ? (int64_t)host : -1;
-    if (!inplace) {
-        new_host = alloc_data_cluster(bs, offset);
-        if (new_host < 0) {
+        entry = qcow2_l2_entry(s, slice, idx);
+        bitmap = qcow2_l2_bitmap(s, slice, idx);
+        if (bad_host_offset(bs, entry)) {
             qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-            return new_host;
+            return -EIO;
         }
+        kind = classify(s, entry, bitmap, a, MIN(cs, a + bytes), &wa, &wb);
+        if (!guest_busy(s, cl, cl + cs, kind == WK_REWRITE)) {
+            break;
+        }
+        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
+        wait_guest_idle(bs, cl, cl + cs, kind == WK_REWRITE);
+        /* The entry may have changed meanwhile: look it up again. */
     }
 
-    if (wa == a && wb == b && qiov) {
+    *st = (WriteStep) {
+        .kind = kind, .cl = cl, .n = 1, .a = a, .b = MIN(cs, a + bytes),
+        .wa = wa, .wb = wb, .head_entry = entry, .head_bitmap = bitmap,
+        .tail_entry = entry, .tail_bitmap = bitmap,
+    };
+    st->host = entry & L2E_OFFSET_MASK;
+
+    /* Grow the run over following clusters of the same kind. */
+    while (kind != WK_INPLACE && idx + st->n < s->l2_slice_size &&
+           st->b == st->n * cs && st->wb == st->n * cs &&
+           a + bytes > st->b) {
+        int64_t ncl = cl + st->n * cs;
+        int64_t nb = MIN(cs, a + bytes - st->n * cs);
+        uint64_t e2 = qcow2_l2_entry(s, slice, idx + st->n);
+        uint64_t b2 = qcow2_l2_bitmap(s, slice, idx + st->n);
+        int64_t wa2, wb2;
+
+        if ((!(e2 & QCOW_OFLAG_COMPRESSED) &&
+             qcow2_offset_into_cluster(s, e2 & L2E_OFFSET_MASK)) ||
+            classify(s, e2, b2, 0, nb, &wa2, &wb2) != kind || wa2 != 0 ||
+            (kind == WK_REWRITE &&
+             (e2 & L2E_OFFSET_MASK) != st->host + st->n * cs) ||
+            guest_busy(s, ncl, ncl + cs, kind == WK_REWRITE)) {
+            break;
+        }
+        st->b = st->n * cs + nb;
+        st->wb = st->n * cs + wb2;
+        st->tail_entry = e2;
+        st->tail_bitmap = b2;
+        st->n++;
+    }
+    qcow2_cache_put(s->l2_table_cache, (void **)&slice);
+
+    if (kind == WK_FRESH) {
+        st->host = qcow2_has_data_file(s) ? cl :
+                   qcow2_alloc_clusters(bs, st->n * cs);
+        if (st->host < 0) {
+            return st->host;
+        }
+    }
+    if (!qcow2_has_data_file(s)) {
+        ret = qcow2_pre_write_overlap_check(bs, 0, st->host + st->wa,
+                                            st->wb - st->wa);
+        if (ret < 0) {
+            if (kind == WK_FRESH) {
+                qcow2_free_clusters(bs, st->host, st->n * cs,
+                                    QCOW2_DISCARD_NEVER);
+            }
+            return ret;
+        }
+    }
+    st->io = (Qcow2InflightIO) {
+        .guest_start = cl, .guest_end = cl + st->n * cs,
+        .host_start = st->host + st->wa, .host_end = st->host + st->wb,
+        .write = true, .alloc = kind != WK_REWRITE,
+    };
+    qcow2_inflight_add(s, &st->io);
+    return 0;
+}
+
+/* The data transfer of a step: s->lock not held.  qiov NULL: zeros. */
+static int coroutine_fn step_io(BlockDriverState *bs, WriteStep *st,
+                                IOVector *qiov, size_t qoff,
+                                BdrvRequestFlags flags)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t head = st->a - st->wa, tail = st->wb - st->b;
+    int64_t len = st->b - st->a;
+    int64_t last_cl = st->cl + (int64_t)(st->n - 1) * s->cluster_size;
+    uint8_t *hbuf = NULL, *tbuf = NULL, *zbuf = NULL;
+    IOVector q;
+    int ret;
+
+    flags &= BDRV_REQ_FUA;
+    if (!head && !tail && qiov) {
         qiov_init_slice(&q, qiov, qoff, len);
         BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_AIO);
-        ret = write_data(bs, new_host + a, len, &q, flags);
+        ret = bdrv_co_pwritev(s->data_file, st->host + st->a, len, &q, flags);
         qiov_destroy(&q);
-    } else {
-        buf = qb_try_memalign(QB_MEM_ALIGN, wb - wa);
-        if (!buf) {
-            ret = -ENOMEM;
-            goto out;
-        }
-        /* Guest data merged with the copied-on-write parts of the cluster
-         * goes out as one write, as QEMU's merged COW does. */
-        if (wa < a || b < wb) {
-            BLKDBG_EVENT(bs->file, BLKDBG_EV_COW_READ);
-        }
-        ret = read_cluster_content(bs, cl, entry, bitmap, wa, a - wa, buf);
-        if (ret == 0) {
-            ret = read_cluster_content(bs, cl, entry, bitmap, b, wb - b,
-                                       buf + (b - wa));
-        }
-        if (ret < 0) {
-            goto out;
-        }
-        if (qiov) {
-            qiov_to_buf(qiov, qoff, buf + (a - wa), len);
-        } else {
-            memset(buf + (a - wa), 0, len);
-        }
-        qiov_init_buf(&q, buf, wb - wa);
-        BLKDBG_EVENT(bs->file, qiov ? BLKDBG_EV_COW_WRITE : BLKDBG_EV_WRITE_AIO);
-        ret = write_data(bs, new_host + wa, wb - wa, &q, flags);
+        return ret < 0 ? ret : 0;
+    }
+    hbuf = head ? qb_try_memalign(QB_MEM_ALIGN, head) : NULL;
+    tbuf = tail ? qb_try_memalign(QB_MEM_ALIGN, tail) : NULL;
+    zbuf = qiov ? NULL : qb_try_memalign(QB_MEM_ALIGN, len);
+    if ((head && !hbuf) || (tail && !tbuf) || (!qiov && !zbuf)) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    /* Guest data merged with the copied-on-write parts goes out as one
+     * write, as QEMU's merged COW does. */
+    if (head || tail) {
+        BLKDBG_EVENT(bs->file, BLKDBG_EV_COW_READ);
+    }
+    ret = read_cluster_content(bs, st->cl, st->head_entry, st->head_bitmap,
+                               st->wa, head, hbuf);
+    if (ret == 0) {
+        ret = read_cluster_content(bs, last_cl, st->tail_entry,
+                                   st->tail_bitmap, st->b - (last_cl - st->cl),
+                                   tail, tbuf);
     }
     if (ret < 0) {
         goto out;
     }
-
-    /* Metadata: point the entry at the (new) cluster. */
-    {
-        uint64_t new_entry = new_host | QCOW_OFLAG_COPIED;
-        uint64_t new_bitmap = bitmap;
-        if (s->extended_l2) {
-            if (compressed || (has && !inplace)) {
-                new_bitmap = 0xffffffffu;
-            } else {
-                uint64_t m = sc_range_mask(s, wa, wb);
-                new_bitmap = (bitmap | m) & ~(m << 32);
-            }
-        }
-        if (new_entry != entry || new_bitmap != bitmap) {
-            qcow2_set_l2_entry(s, slice, idx, new_entry);
-            if (s->extended_l2) {
-                qcow2_set_l2_bitmap(s, slice, idx, new_bitmap);
-            }
-            qcow2_cache_entry_mark_dirty(s->l2_table_cache, slice);
-        }
-        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-        if (!inplace && qcow2_entry_holds(s, entry)) {
-            qcow2_free_any_cluster(bs, entry, QCOW2_DISCARD_NEVER);
-        }
+    qiov_init(&q, 3);
+    if (head) {
+        qiov_add(&q, hbuf, head);
     }
-    qb_vfree(buf);
-    return 0;
-
+    if (qiov) {
+        qiov_concat(&q, qiov, qoff, len);
+    } else {
+        memset(zbuf, 0, len);
+        qiov_add(&q, zbuf, len);
+    }
+    if (tail) {
+        qiov_add(&q, tbuf, tail);
+    }
+    BLKDBG_EVENT(bs->file, qiov ? BLKDBG_EV_COW_WRITE : BLKDBG_EV_WRITE_AIO);
+    ret = bdrv_co_pwritev(s->data_file, st->host + st->wa, st->wb - st->wa,
+                          &q, flags);
+    qiov_destroy(&q);
 out:
-    qb_vfree(buf);
-    qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-    if (!inplace && new_host >= 0 && !qcow2_has_data_file(s)) {
-        qcow2_free_clusters(bs, new_host, s->cluster_size,
-                            QCOW2_DISCARD_NEVER);
-    }
-    return ret;
+    qb_vfree(hbuf);
+    qb_vfree(tbuf);
+    qb_vfree(zbuf);
+    return ret < 0 ? ret : 0;
 }
 
 /*
- * Fast path for whole clusters that hold nothing (unallocated or plain
- * zero, so nothing needs copying): allocate them as one contiguous run and
- * write the data in one request.  Sets *done to the bytes written (0 if
- * fewer than two such clusters start at offset).  Lock held.
+ * After the data of an INPLACE or FRESH step: point the L2 entries at the
+ * (new) clusters, drop the in-flight record, release what the old entries
+ * held.  s->lock held.  The data is complete before the entries change, and
+ * the L2 cache depends on the refcount cache, so on disk the refcounts and
+ * the data come before the entries that use them.
  */
-static int write_run(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                     IOVector *qiov, size_t qoff, BdrvRequestFlags flags,
-                     int64_t *done)
+static int coroutine_fn commit_step(BlockDriverState *bs, WriteStep *st,
+                                    int ret)
 {
     BDRVQcow2State *s = bs->opaque;
+    int64_t cs = s->cluster_size;
+    g_autofree uint64_t *old = NULL;
     uint64_t *slice;
-    int idx, n = 0, ret;
-    int64_t host;
-    IOVector q;
+    int idx;
 
-    *done = 0;
-    ret = qcow2_get_l2_slice(bs, offset, true, &slice, &idx);
+    if (ret == 0) {
+        ret = qcow2_get_l2_slice(bs, st->cl, true, &slice, &idx);
+    }
     if (ret < 0) {
-        return ret;
-    }
-    while (idx + n < s->l2_slice_size &&
-           ((int64_t)(n + 1) << s->cluster_bits) <= bytes) {
-        uint64_t e = qcow2_l2_entry(s, slice, idx + n);
-        if ((e & ~QCOW_OFLAG_ZERO) ||
-            (s->extended_l2 &&
-             (qcow2_l2_bitmap(s, slice, idx + n) & 0xffffffffu))) {
-            break;
-        }
-        n++;
-    }
-    if (n < 2) {
-        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-        return 0;
-    }
-    host = qcow2_has_data_file(s) ? offset :
-           qcow2_alloc_clusters(bs, (int64_t)n << s->cluster_bits);
-    if (host < 0) {
-        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-        return host;
-    }
-    qiov_init_slice(&q, qiov, qoff, (int64_t)n << s->cluster_bits);
-    BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_AIO);
-    ret = write_data(bs, host, (int64_t)n << s->cluster_bits, &q, flags);
-    qiov_destroy(&q);
-    if (ret < 0) {
-        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-        if (!qcow2_has_data_file(s)) {
-            qcow2_free_clusters(bs, host, (int64_t)n << s->cluster_bits,
+        qcow2_inflight_del(s, &st->io);
+        if (st->kind == WK_FRESH && !qcow2_has_data_file(s)) {
+            qcow2_free_clusters(bs, st->host, st->n * cs,
                                 QCOW2_DISCARD_NEVER);
         }
         return ret;
     }
-    for (int i = 0; i < n; i++) {
+    old = g_new(uint64_t, st->n);
+    for (int i = 0; i < st->n; i++) {
+        int64_t wa = i == 0 ? st->wa : 0;
+        int64_t wb = i == st->n - 1 ? st->wb - i * cs : cs;
+        uint64_t bitmap = qcow2_l2_bitmap(s, slice, idx + i);
+
+        old[i] = qcow2_l2_entry(s, slice, idx + i);
         qcow2_set_l2_entry(s, slice, idx + i,
-                           (host + ((int64_t)i << s->cluster_bits)) |
-                           QCOW_OFLAG_COPIED);
+                           (st->host + i * cs) | QCOW_OFLAG_COPIED);
         if (s->extended_l2) {
-            qcow2_set_l2_bitmap(s, slice, idx + i, 0xffffffffu);
+            uint64_t m = sc_range_mask(s, wa, wb);
+            qcow2_set_l2_bitmap(s, slice, idx + i,
+                                (bitmap | m) & ~(m << 32));
         }
     }
     qcow2_cache_entry_mark_dirty(s->l2_table_cache, slice);
     qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-    *done = (int64_t)n << s->cluster_bits;
+    qcow2_inflight_del(s, &st->io);
+    if (st->kind == WK_FRESH) {
+        for (int i = 0; i < st->n; i++) {
+            if (qcow2_entry_holds(s, old[i])) {
+                qcow2_free_any_cluster(bs, old[i], QCOW2_DISCARD_NEVER);
+            }
+        }
+    }
     return 0;
 }
 
-static int qcow2_write_locked(BlockDriverState *bs, int64_t offset,
-                              int64_t bytes, IOVector *qiov,
-                              BdrvRequestFlags flags)
+/*
+ * Write guest [offset, offset+bytes) from qiov at qoff (zeros if qiov is
+ * NULL).  s->lock is held on entry and dropped around every data transfer;
+ * it is held on return unless unlock is set (then it is released).
+ */
+static int coroutine_fn write_locked(BlockDriverState *bs, int64_t offset,
+                                     int64_t bytes, IOVector *qiov,
+                                     size_t qoff, BdrvRequestFlags flags,
+                                     bool unlock)
 {
     BDRVQcow2State *s = bs->opaque;
-    size_t qoff = 0;
-    int ret;
+    int ret = 0;
 
-    ret = qcow2_mark_dirty(bs);
-    if (ret < 0) {
-        return ret;
-    }
     while (bytes > 0) {
-        int64_t cur = MIN(bytes, s->cluster_size -
-                          qcow2_offset_into_cluster(s, offset));
-        if (qiov && !qcow2_offset_into_cluster(s, offset) &&
-            bytes >= 2 * (int64_t)s->cluster_size) {
-            int64_t done;
-            ret = write_run(bs, offset, bytes, qiov, qoff, flags, &done);
-            if (ret < 0) {
+        WriteStep st;
+        int64_t done;
+
+        ret = plan_step(bs, offset, bytes, &st);
+        if (ret < 0) {
+            break;
+        }
+        co_mutex_unlock(&s->lock);
+        ret = step_io(bs, &st, qiov, qoff, flags);
+        done = st.b - st.a;
+        if (st.kind == WK_REWRITE) {
+            /* No metadata to update: done without the lock. */
+            qcow2_inflight_del(s, &st.io);
+            if (unlock && (ret < 0 || done == bytes)) {
                 return ret;
             }
-            if (done) {
-                offset += done;
-                qoff += done;
-                bytes -= done;
-                continue;
-            }
+            co_mutex_lock(&s->lock);
+        } else {
+            co_mutex_lock(&s->lock);
+            ret = commit_step(bs, &st, ret);
         }
-        ret = write_cluster(bs, offset, cur, qiov, qoff, flags);
         if (ret < 0) {
-            return ret;
+            break;
         }
-        offset += cur;
-        qoff += cur;
-        bytes -= cur;
+        offset += done;
+        qoff += done;
+        bytes -= done;
     }
-    return 0;
+    if (unlock) {
+        co_mutex_unlock(&s->lock);
+    }
+    return ret;
 }
 
 int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
-                                         int64_t bytes, IOVector *qiov,
-                                         BdrvRequestFlags flags)
+                                  int64_t bytes, IOVector *qiov,
+                                  BdrvRequestFlags flags)
 {
     BDRVQcow2State *s = bs->opaque;
     int ret;
@@ -508,76 +688,131 @@ int coroutine_fn qcow2_co_pwritev(BlockDriverState *bs, int64_t offset,
         return qcow2_co_pwritev_compressed(bs, offset, bytes, qiov);
     }
     co_mutex_lock(&s->lock);
-    ret = qcow2_write_locked(bs, offset, bytes, qiov, flags);
-    co_mutex_unlock(&s->lock);
-    return ret;
+    ret = qcow2_mark_dirty(bs);
+    if (ret < 0) {
+        co_mutex_unlock(&s->lock);
+        return ret;
+    }
+    return write_locked(bs, offset, bytes, qiov, 0, flags, true);
 }
 
-static int compressed_write_cluster(BlockDriverState *bs, int64_t offset,
-                                    int64_t len, IOVector *qiov, size_t qoff)
+typedef struct CompressJob {
+    int type;
+    void *dest;
+    size_t dest_size;
+    const void *src;
+    size_t src_size;
+    ssize_t ret;
+} CompressJob;
+
+static int compress_job(void *opaque)
+{
+    CompressJob *j = opaque;
+    j->ret = qcow2_compress(j->type, j->dest, j->dest_size, j->src,
+                            j->src_size);
+    return 0;
+}
+
+/* One compressed cluster: compressed in the thread pool without the lock;
+ * the lock is taken to allocate and, after the unlocked data write, to
+ * update the L2 entry.  Called and returns without s->lock. */
+static int coroutine_fn compressed_write_cluster(BlockDriverState *bs,
+                                                 int64_t offset, int64_t len,
+                                                 IOVector *qiov, size_t qoff)
 {
     BDRVQcow2State *s = bs->opaque;
-    g_autofree uint8_t *in = g_malloc0(s->cluster_size);
-    g_autofree uint8_t *out = g_malloc(s->cluster_size);
-    ssize_t csize;
-    uint64_t *slice;
+    int64_t cs = s->cluster_size;
+    g_autofree uint8_t *in = g_malloc0(cs);
+    g_autofree uint8_t *out = g_malloc(cs);
+    CompressJob job = {
+        .type = s->compression_type, .dest = out, .dest_size = cs - 1,
+        .src = in, .src_size = cs,
+    };
+    Qcow2InflightIO io;
+    uint64_t *slice, old;
     int idx, ret;
     int64_t coff;
+    ssize_t csize;
 
     qiov_to_buf(qiov, qoff, in, len);
-    csize = qcow2_compress(s->compression_type, out, s->cluster_size - 1,
-                           in, s->cluster_size);
-    if (csize == -ENOMEM || csize >= s->cluster_size) {
+    thread_pool_submit_co(aio_get_thread_pool(qb_get_current_aio_context()),
+                          compress_job, &job);
+    csize = job.ret;
+    if (csize == -ENOMEM || csize >= cs) {
         /* Incompressible: store it normally. */
-        return qcow2_write_locked(bs, offset, len, qiov, 0);
+        co_mutex_lock(&s->lock);
+        ret = qcow2_mark_dirty(bs);
+        if (ret < 0) {
+            co_mutex_unlock(&s->lock);
+            return ret;
+        }
+        return write_locked(bs, offset, len, qiov, qoff, 0, true);
     }
     if (csize < 0) {
         return -EIO;
     }
+
+    co_mutex_lock(&s->lock);
     ret = qcow2_mark_dirty(bs);
     if (ret < 0) {
-        return ret;
+        goto out_unlock;
     }
-    ret = qcow2_get_l2_slice(bs, offset, true, &slice, &idx);
-    if (ret < 0) {
-        return ret;
-    }
-    uint64_t old = qcow2_l2_entry(s, slice, idx);
+    /* The entry changes: wait for every in-flight write to the cluster. */
+    wait_guest_idle(bs, offset, offset + cs, false);
     coff = qcow2_alloc_bytes(bs, csize);
     if (coff < 0) {
-        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-        return coff;
+        ret = coff;
+        goto out_unlock;
     }
     /* QEMU raises this when the entry is decided, before the data write. */
     BLKDBG_EVENT(bs->file, BLKDBG_EV_L2_UPDATE_COMPRESSED);
     ret = qcow2_pre_write_overlap_check(bs, 0, coff, csize);
-    if (ret == 0) {
-        BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_COMPRESSED);
-        ret = bdrv_co_pwrite(bs->file, coff, csize, out, 0);
+    if (ret < 0) {
+        qcow2_free_clusters(bs, coff, csize, QCOW2_DISCARD_NEVER);
+        goto out_unlock;
+    }
+    io = (Qcow2InflightIO) {
+        .guest_start = offset, .guest_end = offset + cs,
+        .host_start = coff, .host_end = coff + csize,
+        .write = true, .alloc = true,
+    };
+    qcow2_inflight_add(s, &io);
+    co_mutex_unlock(&s->lock);
+
+    BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_COMPRESSED);
+    ret = bdrv_co_pwrite(bs->file, coff, csize, out, 0);
+
+    co_mutex_lock(&s->lock);
+    if (ret >= 0) {
+        ret = qcow2_get_l2_slice(bs, offset, true, &slice, &idx);
     }
     if (ret < 0) {
-        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-        return ret;
+        qcow2_inflight_del(s, &io);
+        qcow2_free_clusters(bs, coff, csize, QCOW2_DISCARD_NEVER);
+        goto out_unlock;
     }
     uint64_t nb_sectors = ((coff + csize - 1) >> 9) - (coff >> 9);
-    uint64_t entry = QCOW_OFLAG_COMPRESSED | (uint64_t)coff |
-                     (nb_sectors << s->csize_shift);
-    qcow2_set_l2_entry(s, slice, idx, entry);
+    old = qcow2_l2_entry(s, slice, idx);
+    qcow2_set_l2_entry(s, slice, idx, QCOW_OFLAG_COMPRESSED |
+                       (uint64_t)coff | (nb_sectors << s->csize_shift));
     if (s->extended_l2) {
         qcow2_set_l2_bitmap(s, slice, idx, 0);
     }
     qcow2_cache_entry_mark_dirty(s->l2_table_cache, slice);
     qcow2_cache_put(s->l2_table_cache, (void **)&slice);
+    qcow2_inflight_del(s, &io);
     if (qcow2_entry_holds(s, old)) {
         qcow2_free_any_cluster(bs, old, QCOW2_DISCARD_NEVER);
     }
-    return 0;
+    ret = 0;
+out_unlock:
+    co_mutex_unlock(&s->lock);
+    return ret;
 }
 
 int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
-                                                    int64_t offset,
-                                                    int64_t bytes,
-                                                    IOVector *qiov)
+                                             int64_t offset, int64_t bytes,
+                                             IOVector *qiov)
 {
     BDRVQcow2State *s = bs->opaque;
     int64_t size = s->hi.h.size;
@@ -594,7 +829,6 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
         (qcow2_offset_into_cluster(s, bytes) && offset + bytes != size)) {
         return -EINVAL;
     }
-    co_mutex_lock(&s->lock);
     while (bytes > 0 && ret == 0) {
         int64_t cur = MIN(bytes, s->cluster_size);
         ret = compressed_write_cluster(bs, offset, cur, qiov, qoff);
@@ -602,7 +836,6 @@ int coroutine_fn qcow2_co_pwritev_compressed(BlockDriverState *bs,
         qoff += cur;
         bytes -= cur;
     }
-    co_mutex_unlock(&s->lock);
     return ret;
 }
 
@@ -664,7 +897,7 @@ static int zero_in_cluster(BlockDriverState *bs, int64_t cl, int64_t a,
     if (!whole && (compressed || (has && !(entry & QCOW_OFLAG_COPIED)))) {
         /* Part of a shared or compressed cluster: copy-on-write zeros. */
         qcow2_cache_put(s->l2_table_cache, (void **)&slice);
-        return write_cluster(bs, cl + a, b - a, NULL, 0, 0);
+        return write_locked(bs, cl + a, b - a, NULL, 0, 0, false);
     }
     if (v2) {
         new_entry = 0;
@@ -713,6 +946,8 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs,
         int64_t sb = QB_ALIGN_UP(b, s->subcluster_size);
         bool at_end = cl + b >= (int64_t)s->hi.h.size;
 
+        /* The entry may change: no write to the cluster may be in flight. */
+        wait_guest_idle(bs, cl, cl + s->cluster_size, false);
         if (a == sa && (b == sb || at_end)) {
             ret = zero_in_cluster(bs, cl, sa, sb, unmap);
         } else if (cluster_reads_zero(bs, cl)) {
@@ -720,7 +955,7 @@ int coroutine_fn qcow2_co_pwrite_zeroes(BlockDriverState *bs,
         } else if (flags & BDRV_REQ_NO_FALLBACK) {
             ret = -ENOTSUP;
         } else {
-            ret = write_cluster(bs, offset, b - a, NULL, 0, 0);
+            ret = write_locked(bs, offset, b - a, NULL, 0, 0, false);
         }
         offset += b - a;
         bytes -= b - a;
@@ -757,6 +992,9 @@ int coroutine_fn qcow2_co_pdiscard(BlockDriverState *bs,
         bool zero = s->hi.h.version >= 3;
         uint64_t *slice;
         int idx;
+        /* The entry changes: no write to the cluster may be in flight;
+         * reads of its host cluster are waited for when it is freed. */
+        wait_guest_idle(bs, cl, cl + s->cluster_size, false);
         ret = qcow2_get_l2_slice(bs, cl, zero, &slice, &idx);
         if (ret < 0 || !slice) {
             continue;
@@ -889,9 +1127,9 @@ static int preallocate_metadata(BlockDriverState *bs, int64_t from, int64_t to)
             qcow2_set_l2_entry(s, slice, idx + i,
                                (h + ((int64_t)i << s->cluster_bits)) |
                                QCOW_OFLAG_COPIED);
-            if (s->extended_l2) {
-                qcow2_set_l2_bitmap(s, slice, idx + i, 0xffffffffu);
-            }
+            /* Extended L2: the subcluster bitmap stays as it was (clear),
+             * as QEMU 7.2 leaves it: reserved clusters still read as zero
+             * or from the backing file (H31, byte-identical creation). */
         }
         qcow2_cache_entry_mark_dirty(s->l2_table_cache, slice);
         qcow2_cache_put(s->l2_table_cache, (void **)&slice);
@@ -909,7 +1147,8 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     const char *what = "Failed to resize the image";
     int ret = 0;
 
-    if (prealloc != PREALLOC_MODE_OFF && prealloc != PREALLOC_MODE_METADATA) {
+    if (prealloc != PREALLOC_MODE_OFF && prealloc != PREALLOC_MODE_METADATA &&
+        prealloc != PREALLOC_MODE_FALLOC && prealloc != PREALLOC_MODE_FULL) {
         static const char *const names[] = { "off", "metadata", "falloc",
                                              "full" };
         error_setg(errp, "Unsupported preallocation mode '%s'",
@@ -936,6 +1175,9 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
         return -EIO;
     }
     co_mutex_lock(&s->lock);
+    /* Resizing remaps and frees clusters and tables wholesale: let every
+     * data transfer finish first (none can start while we hold the lock). */
+    qcow2_quiesce_data_io(bs);
     if (offset < old) {
         /* Drop every cluster past the new end, then the L2 tables. */
         int64_t start = QB_ALIGN_UP(offset, s->cluster_size);
@@ -991,6 +1233,23 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
         }
         if (ret == 0 && prealloc == PREALLOC_MODE_METADATA) {
             ret = preallocate_metadata(bs, old, offset);
+        }
+        if (ret == 0 && (prealloc == PREALLOC_MODE_FALLOC ||
+                         prealloc == PREALLOC_MODE_FULL)) {
+            /* QEMU's layout for falloc/full (create.c, H31); with a data
+             * file: metadata here, the data file takes the mode. */
+            Error *local_err = NULL;
+            if (qcow2_has_data_file(s)) {
+                ret = preallocate_metadata(bs, old, offset);
+                if (ret == 0) {
+                    ret = bdrv_co_truncate(s->data_file, offset, false,
+                                           prealloc, 0, NULL);
+                }
+            } else {
+                ret = qcow2_preallocate_alloc(bs, old, offset, prealloc,
+                                              &local_err);
+            }
+            error_free(local_err);
         }
         if (ret == 0 && prealloc == PREALLOC_MODE_METADATA &&
             !qcow2_has_data_file(s)) {

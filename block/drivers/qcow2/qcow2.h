@@ -11,6 +11,9 @@
  *     the refcount cache; the L2 cache therefore depends on the refcount cache
  *     and is never written before it (unless lazy refcounts are on).
  *  3. All metadata changes happen with s->lock held.
+ *  4. Data transfers run without s->lock but registered in s->inflight_io;
+ *     no L2 entry changes under a registered write of its cluster, and no
+ *     host cluster is freed while a registered transfer touches it.
  */
 #ifndef QCOW2_H
 #define QCOW2_H
@@ -213,6 +216,19 @@ typedef int (*Qcow2CacheIO)(void *opaque, bool write, uint64_t offset,
                             void *buf, size_t len);
 void qcow2_cache_set_io(Qcow2Cache *c, Qcow2CacheIO io, void *opaque);
 
+/*
+ * A data transfer running without s->lock (data.c): registered under the
+ * lock with the lookup that chose its host range, unregistered when done.
+ * Reads register host bytes only (guest range empty).  See
+ * docs/design/qcow2-consistency.md, "Concurrent data I/O".
+ */
+typedef struct Qcow2InflightIO {
+    int64_t guest_start, guest_end;   /* guest clusters written */
+    int64_t host_start, host_end;     /* host (data file) bytes accessed */
+    bool write;
+    bool alloc;                       /* changes the L2 entries when done */
+} Qcow2InflightIO;
+
 /* ---- driver state ---- */
 typedef struct BDRVQcow2State {
     Qcow2HeaderInfo hi;            /* header as on disk (host order) */
@@ -244,6 +260,11 @@ typedef struct BDRVQcow2State {
     struct QBTimer *cache_clean_timer;
 
     CoMutex lock;
+    /* Data I/O in flight without the lock (Qcow2InflightIO *), and the
+     * coroutines waiting for some of it to end (with s->lock).  Both are
+     * valid zero-initialised. */
+    GList *inflight_io;
+    CoQueue inflight_queue;
 
     bool extended_l2;
     bool lazy_refcounts;           /* option (on by image flag default) */
@@ -373,6 +394,21 @@ void qcow2_signal_corruption(BlockDriverState *bs, bool fatal, int64_t offset,
 int qcow2_update_header(BlockDriverState *bs);
 int qcow2_flush_caches(BlockDriverState *bs);
 
+/* ---- in-flight data I/O (data.c) ---- */
+void qcow2_inflight_add(BDRVQcow2State *s, Qcow2InflightIO *io);
+/* Unregister (s->lock not needed) and wake the waiters. */
+void qcow2_inflight_del(BDRVQcow2State *s, Qcow2InflightIO *io);
+bool qcow2_inflight_host_busy(BDRVQcow2State *s, int64_t start, int64_t end);
+/* s->lock held (released while waiting): until no data I/O in flight
+ * touches host bytes [offset, offset+len). */
+void coroutine_fn qcow2_wait_host_idle(BlockDriverState *bs, int64_t offset,
+                                       int64_t len);
+/* s->lock held (released while waiting): until no data I/O is in flight
+ * at all.  Operations that remap or share clusters wholesale (snapshot
+ * create/apply/delete, resize, amend) call it right after taking the lock,
+ * before any change: no new transfer starts while they hold the lock. */
+void coroutine_fn qcow2_quiesce_data_io(BlockDriverState *bs);
+
 /* ---- the data path (data.c): vtable entries ---- */
 int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
                                  int64_t bytes, IOVector *qiov,
@@ -433,6 +469,18 @@ int qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
 int qcow2_snapshot_delete(BlockDriverState *bs, const char *id,
                           const char *name, Error **errp);
 int qcow2_snapshot_list(BlockDriverState *bs, struct QBSnapshotInfo **psn);
+int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id,
+                            const char *name, Error **errp);
+
+/* ---- preallocation=falloc|full (create.c) ---- */
+/* Allocate and map host clusters for the guest range [old_size, new_size)
+ * in QEMU 7.2's layout (new refcount structure past the last used cluster,
+ * then the data clusters in one run, file grown with mode), so the image
+ * is byte-identical to qemu-img's.  For create and for truncate (resize);
+ * the caller holds s->lock in coroutine context, or runs alone. */
+int qcow2_preallocate_alloc(BlockDriverState *bs, int64_t old_size,
+                            int64_t new_size, PreallocMode mode,
+                            Error **errp);
 
 /* ---- amend (amend.c) ---- */
 extern const CreateOptDesc qcow2_amend_opts[];

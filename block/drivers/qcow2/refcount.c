@@ -399,6 +399,16 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset,
     if (length <= 0) {
         return length < 0 ? -EINVAL : 0;
     }
+    if (addend < 0 && s->inflight_io) {
+        /* A cluster may go back to the allocator (and be reused) only
+         * when no data transfer without the lock still touches it.  Before
+         * any change here, so the wait (which drops s->lock) leaves no
+         * half-done update behind. */
+        qcow2_wait_host_idle(bs, qcow2_start_of_cluster(s, offset),
+                             qcow2_start_of_cluster(s, offset + length - 1) +
+                             s->cluster_size -
+                             qcow2_start_of_cluster(s, offset));
+    }
     if (addend < 0) {
         /* Invariant 3: drop L2 references on disk first. */
         ret = qcow2_cache_write(bs, s->l2_table_cache);
@@ -465,6 +475,12 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset,
         if (rc == 0) {
             if (ci < s->free_cluster_index) {
                 s->free_cluster_index = ci;
+            }
+            /* Compressed data must not be packed into this cluster once
+             * it is reallocated (as a data cluster, say). */
+            if (s->free_byte_offset &&
+                qcow2_start_of_cluster(s, s->free_byte_offset) == c) {
+                s->free_byte_offset = 0;
             }
             qcow2_cache_discard_range(s->l2_table_cache, c, s->cluster_size);
             qcow2_cache_discard_range(s->refcount_block_cache, c,

@@ -1,6 +1,7 @@
 /*
  * qcow2 internal snapshots: the snapshot table (parse, validate, write) and
- * the four operations on it (create, goto, delete, list).
+ * the operations on it (create, goto, delete, list, and load_tmp: a
+ * read-only node showing a snapshot's L1 table, for convert/measure -l).
  *
  * A snapshot is a frozen copy of the active L1 table.  Everything that copy
  * references (L2 tables, data and compressed clusters) gets one more
@@ -590,6 +591,7 @@ int qcow2_snapshot_create(BlockDriverState *bs, QBSnapshotInfo *info)
     int ret;
 
     co_mutex_lock(&s->lock);
+    qcow2_quiesce_data_io(bs);   /* no unlocked transfer spans the change */
     ret = do_create(bs, info);
     co_mutex_unlock(&s->lock);
     return ret;
@@ -671,7 +673,55 @@ int qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
     int ret;
 
     co_mutex_lock(&s->lock);
+    qcow2_quiesce_data_io(bs);   /* no unlocked transfer spans the change */
     ret = do_goto(bs, id_or_name, errp);
+    co_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/*
+ * Show the snapshot matching id and/or name (NULL: don't care) instead of
+ * the current state, by swapping in its L1 table.  Only for a read-only
+ * node (the block layer checks): nothing is written, refcounts and the
+ * COPIED flags stay those of the current state, and the guest size stays
+ * the node's (QEMU 7.2 does the same: a snapshot taken at another size
+ * shows unallocated past its L1 table).  The L2 cache is keyed by table
+ * offset, so cached slices of the current state stay correct.
+ */
+int qcow2_snapshot_load_tmp(BlockDriverState *bs, const char *id,
+                            const char *name, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t *l1 = NULL;
+    Qcow2Snapshot *sn = NULL;
+    int ret;
+
+    assert(bdrv_is_read_only(bs));
+    co_mutex_lock(&s->lock);
+    for (uint32_t i = 0; i < s->nb_snapshots && !sn; i++) {
+        if ((!id || !strcmp(s->snapshots[i].id_str, id)) &&
+            (!name || !strcmp(s->snapshots[i].name, name))) {
+            sn = &s->snapshots[i];
+        }
+    }
+    if (!sn) {
+        error_setg(errp, "Can't find snapshot");
+        ret = -ENOENT;
+        goto out;
+    }
+    /* The table was validated at open (aligned, within the limits). */
+    ret = read_snapshot_l1(bs, sn, &l1);
+    if (ret < 0) {
+        error_setg(errp, "Failed to read l1 table for snapshot");
+        goto out;
+    }
+    g_free(s->l1_table);
+    s->l1_table = l1;
+    s->l1_size = sn->l1_size;
+    s->hi.h.l1_size = sn->l1_size;
+    s->hi.h.l1_table_offset = sn->l1_table_offset;
+    ret = 0;
+out:
     co_mutex_unlock(&s->lock);
     return ret;
 }
@@ -743,6 +793,7 @@ int qcow2_snapshot_delete(BlockDriverState *bs, const char *id,
     int ret;
 
     co_mutex_lock(&s->lock);
+    qcow2_quiesce_data_io(bs);   /* no unlocked transfer spans the change */
     ret = do_delete(bs, id, name, errp);
     co_mutex_unlock(&s->lock);
     return ret;

@@ -430,7 +430,9 @@ static BlockDriver *probe_format(BlockDriverState *file_bs,
  * whose only non-default option is its protocol file) is named by that
  * filename; any other node by "json:" + the options that rebuild it
  * (driver, filename, the driver's strong runtime options, children),
- * printed in QEMU's member order.
+ * printed in QEMU's member order.  A driver with a bdrv_refresh_filename
+ * hook names its node itself (nbd: its URI from the server address and
+ * export), or leaves the name empty for json.
  */
 static bool backing_overridden(BlockDriverState *bs)
 {
@@ -438,6 +440,30 @@ static bool backing_overridden(BlockDriverState *bs)
         return strcmp(bs->auto_backing_file, bs->backing->bs->filename) != 0;
     }
     return bs->auto_backing_file[0] != '\0';
+}
+
+/* Copy v into d under key, flattened as QEMU's options are: members of
+ * objects and elements of arrays become "key.member" / "key.N" keys (so
+ * an nbd node shows "server.path", blkdebug "inject-error.0.event"). */
+static void put_flattened(json_t *d, const char *key, json_t *v)
+{
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *m;
+        json_object_foreach(v, k, m) {
+            g_autofree char *sub = g_strdup_printf("%s.%s", key, k);
+            put_flattened(d, sub, m);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(v, i, m) {
+            g_autofree char *sub = g_strdup_printf("%s.%zu", key, i);
+            put_flattened(d, sub, m);
+        }
+    } else {
+        json_object_set(d, key, v);
+    }
 }
 
 /* The node's full open options; *strong: something beyond what its
@@ -463,12 +489,16 @@ static json_t *gather_options(BlockDriverState *bs, bool *strong)
     }
     for (int i = 0; so && so[i]; i++) {
         g_autofree char *key = g_strdup(so[i]);
+        bool prefix = g_str_has_suffix(key, ".");
         json_t *v;
-        if (g_str_has_suffix(key, ".")) {
+        if (prefix) {
             key[strlen(key) - 1] = '\0';  /* prefix of a nested option */
         }
         v = json_object_get(bs->options, key);
-        if (v) {
+        if (v && prefix) {
+            put_flattened(d, key, v);
+            found = true;
+        } else if (v) {
             json_object_set(d, key, v);
             found = true;
         }
@@ -512,7 +542,11 @@ void bdrv_refresh_filename(BlockDriverState *bs)
         return;
     }
     opts = gather_options(bs, &strong);
-    if (!bs->children) {
+    if (bs->drv->bdrv_refresh_filename) {
+        /* The driver knows an exact name even for strong options. */
+        bs->exact_filename[0] = '\0';
+        bs->drv->bdrv_refresh_filename(bs);
+    } else if (!bs->children) {
         /* A leaf keeps the name it was opened with (or that its driver
          * gave it, "null-co://") unless strong options make it json. */
         const char *fn = qb_opt_get_str(bs->options, "filename");

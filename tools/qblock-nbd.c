@@ -8,9 +8,12 @@
  * --tls-creds (server endpoint when serving, client endpoint with -L),
  * --tls-authz (serving only), --tls-hostname (-L only).
  *
- * Life cycle (as qemu-nbd): open the image, listen, serve; without -t the
+ * Life cycle (as qemu-nbd): listen, open the image, serve; without -t the
  * process exits once a client that chose an export has come and the last
- * such client has gone.  SIGTERM/SIGINT/SIGHUP end it cleanly (the Unix
+ * such client has gone.  The socket is bound before the image is opened,
+ * so a busy port is reported before an image error (a lock held by
+ * another server), and a Unix socket stays behind when the open fails,
+ * as qemu-nbd leaves it.  SIGTERM/SIGINT/SIGHUP end it cleanly (the Unix
  * socket is unlinked, the image closed).
  */
 #include "nbd/nbd.h"
@@ -210,6 +213,10 @@ int main(int argc, char **argv)
     g_autoptr(GPtrArray) bitmaps = g_ptr_array_new();
     bool readonly = false, list = false, alloc_depth = false;
     bool image_opts = false, do_fork = false, writethrough = false;
+    /* Options qemu-nbd -L calls "per-device settings" (observed: -r,
+     * -e, -t, --detect-zeroes and -s are not among them). */
+    bool per_device = false;
+    bool kernel_dev = false, snapshot = false, load_snapshot = false;
     int flags = BDRV_O_RDWR, shared = 1, ch;
     int ready_pipe[2] = { -1, -1 };
     Error *err = NULL;
@@ -249,48 +256,62 @@ int main(int argc, char **argv)
                 return 1;
             }
             break;
-        case 'o':
-            error_report("--offset is not supported by qblock-nbd");
-            return 1;
+        case 'o': {
+            char *end;
+            long long v = strtoll(optarg, &end, 0);
+            if (*end || v < 0) {
+                error_report("Invalid offset '%s'", optarg);
+                return 1;
+            }
+            if (v) {
+                error_report("--offset is not supported by qblock-nbd");
+                return 1;
+            }
+            break;
+        }
         case 'r':
             readonly = true;
             flags &= ~BDRV_O_RDWR;
             break;
-        case 'A': alloc_depth = true; break;
+        case 'A': alloc_depth = per_device = true; break;
         /* Last -B first, as qemu-nbd 7.2 lists (and numbers) them. */
-        case 'B': g_ptr_array_insert(bitmaps, 0, optarg); break;
+        case 'B':
+            g_ptr_array_insert(bitmaps, 0, optarg);
+            per_device = true;
+            break;
+        /* Refused after the -L checks, which qemu-nbd makes first. */
         case 'c':
         case 'd':
-            error_report("Kernel NBD devices are not supported by qblock-nbd "
-                         "(no -c/--connect, -d/--disconnect)");
-            return 1;
+            kernel_dev = per_device = true;
+            break;
         case 'L': list = true; break;
-        case 's':
-        case 'l':
-            error_report("snapshots (-s/--snapshot, -l/--load-snapshot) are "
-                         "not supported by qblock-nbd");
-            return 1;
+        case 's': snapshot = true; break;
+        case 'l': load_snapshot = per_device = true; break;
         case 'n':
             flags |= BDRV_O_NOCACHE;
+            per_device = true;
             break;
         case OPT_CACHE:
             if (!parse_cache(optarg, &flags, &writethrough)) {
-                error_report("Invalid cache mode '%s'", optarg);
+                error_report("Invalid cache mode `%s'", optarg);
                 return 1;
             }
+            per_device = true;
             break;
         case OPT_AIO:
+            per_device = true;
             flags &= ~(BDRV_O_NATIVE_AIO | BDRV_O_IO_URING);
             if (!strcmp(optarg, "native")) {
                 flags |= BDRV_O_NATIVE_AIO;
             } else if (!strcmp(optarg, "io_uring")) {
                 flags |= BDRV_O_IO_URING;
             } else if (strcmp(optarg, "threads")) {
-                error_report("invalid aio mode '%s'", optarg);
+                error_report("Invalid aio mode '%s'", optarg);
                 return 1;
             }
             break;
         case OPT_DISCARD:
+            per_device = true;
             if (!strcmp(optarg, "unmap") || !strcmp(optarg, "on")) {
                 flags |= BDRV_O_UNMAP;
             } else if (!strcmp(optarg, "ignore") || !strcmp(optarg, "off")) {
@@ -303,8 +324,14 @@ int main(int argc, char **argv)
         case OPT_DETECT_ZEROES:
             if (strcmp(optarg, "off") && strcmp(optarg, "on") &&
                 strcmp(optarg, "unmap")) {
-                error_report("Parameter 'detect-zeroes' does not accept "
-                             "value '%s'", optarg);
+                error_report("Failed to parse detect_zeroes mode: invalid "
+                             "parameter value: %s", optarg);
+                return 1;
+            }
+            /* Checked against the --discard given so far, as qemu-nbd. */
+            if (!strcmp(optarg, "unmap") && !(flags & BDRV_O_UNMAP)) {
+                error_report("setting detect-zeroes to unmap is not allowed "
+                             "without setting discard operation to unmap");
                 return 1;
             }
             detect_zeroes = optarg;
@@ -319,11 +346,25 @@ int main(int argc, char **argv)
             shared = v;
             break;
         }
-        case 'f': fmt = optarg; break;
+        case 'f': fmt = optarg; per_device = true; break;
         case 't': persistent = true; break;
         case 'v': break;
-        case 'x': export_name = optarg; break;
-        case 'D': desc = optarg; break;
+        case 'x':
+            export_name = optarg;
+            per_device = true;
+            if (strlen(optarg) > NBD_MAX_STRING_SIZE) {
+                error_report("export name '%s' too long", optarg);
+                return 1;
+            }
+            break;
+        case 'D':
+            desc = optarg;
+            per_device = true;
+            if (strlen(optarg) > NBD_MAX_STRING_SIZE) {
+                error_report("export description '%s' too long", optarg);
+                return 1;
+            }
+            break;
         case 'T': break;
         case OPT_OBJECT: {
             /* Objects are created as they come (files are read now), as
@@ -361,7 +402,8 @@ int main(int argc, char **argv)
             optind--;
             goto args_done;
         default:
-            fprintf(stderr, "Try `%s --help' for more information.\n",
+            /* getopt printed the first line; qemu-nbd prefixes this one. */
+            error_report("Try `%s --help' for more information.",
                          qb_get_progname());
             return 1;
         }
@@ -372,8 +414,12 @@ args_done:
             error_report("List mode is incompatible with a file name");
             return 1;
         }
-        if (export_name || readonly || bitmaps->len || alloc_depth || desc) {
+        if (per_device) {
             error_report("List mode is incompatible with per-device settings");
+            return 1;
+        }
+        if (do_fork) {
+            error_report("List mode is incompatible with forking");
             return 1;
         }
     } else if (argc - optind != 1) {
@@ -407,10 +453,7 @@ args_done:
             return 1;
         }
     }
-    if (sockpath && (bindto || port)) {
-        error_report("--socket and --bind/--port are mutually exclusive");
-        return 1;
-    }
+    /* -k with -b/-p is not an error in qemu-nbd 7.2: the socket wins. */
     if (list) {
         int ret;
         addr = server_address(sockpath, bindto, port, true);
@@ -423,10 +466,29 @@ args_done:
         return ret;
     }
 
+    if (kernel_dev) {
+        error_report("Kernel NBD devices are not supported by qblock-nbd "
+                     "(no -c/--connect, -d/--disconnect)");
+        return 1;
+    }
+    if (snapshot || load_snapshot) {
+        error_report("snapshots (-s/--snapshot, -l/--load-snapshot) are "
+                     "not supported by qblock-nbd");
+        return 1;
+    }
+
+    /* Bind first (qemu-nbd's order): a busy port wins over image errors. */
+    addr = server_address(sockpath, bindto, port, false);
+    lfd = nbd_socket_listen(addr, &err);
+    if (lfd < 0) {
+        error_report_err(err);
+        return 1;
+    }
+
     bdrv_register_builtin_drivers();
     if (image_opts) {
         if (fmt) {
-            error_report("--image-opts and --format are mutually exclusive");
+            error_report("--image-opts and -f are mutually exclusive");
             return 1;
         }
         opts = qb_keyval_parse(argv[optind], NULL, &err);
@@ -441,11 +503,6 @@ args_done:
         }
     }
     if (detect_zeroes) {
-        if (!strcmp(detect_zeroes, "unmap") && !(flags & BDRV_O_UNMAP)) {
-            error_report("setting detect-zeroes to unmap is not allowed "
-                         "without setting discard operation to unmap");
-            return 1;
-        }
         json_object_set_new(opts, "detect-zeroes",
                             json_string(detect_zeroes));
     }
@@ -470,15 +527,12 @@ args_done:
     eo.bitmaps = (const char *const *)bitmaps->pdata;
     exp = nbd_export_new(blk, &eo, NULL, NULL, &err);
     if (!exp) {
-        error_report_err(err);
+        /* qemu-nbd creates the export with error_fatal, which exits
+         * before a hint is appended ("Try block-dirty-bitmap-remove ..."
+         * after an inconsistent bitmap): the message alone (iotest 319). */
+        error_report("%s", error_get_pretty(err));
+        error_free(err);
         blk_unref(blk);
-        return 1;
-    }
-
-    addr = server_address(sockpath, bindto, port, false);
-    lfd = nbd_socket_listen(addr, &err);
-    if (lfd < 0) {
-        error_report_err(err);
         return 1;
     }
 

@@ -351,6 +351,14 @@ struct BlockDriver {
     const char *const *mutable_opts;
     /* Options that make a node's identity (kept in its filename json). */
     const char *const *strong_runtime_opts;
+    /* Optional: name the node from its state.  Called by
+     * bdrv_refresh_filename() after the children were refreshed, with
+     * bs->exact_filename cleared; the driver writes a plain filename that
+     * reopens the node (nbd: its URI) or leaves it empty, and the core
+     * then names the node "json:{...}".  Without it the core derives the
+     * name (a leaf keeps its filename unless strong options were given;
+     * a format node takes its protocol child's). */
+    void (*bdrv_refresh_filename)(BlockDriverState *bs);
 
     uint64_t supported_write_flags;   /* BDRV_REQ_FUA, ... */
     uint64_t supported_zero_flags;    /* BDRV_REQ_MAY_UNMAP, NO_FALLBACK, FUA */

@@ -447,23 +447,12 @@ static bool backing_overridden(BlockDriverState *bs)
  * an nbd node shows "server.path", blkdebug "inject-error.0.event"). */
 static void put_flattened(json_t *d, const char *key, json_t *v)
 {
-    if (json_is_object(v)) {
-        const char *k;
-        json_t *m;
-        json_object_foreach(v, k, m) {
-            g_autofree char *sub = g_strdup_printf("%s.%s", key, k);
-            put_flattened(d, sub, m);
-        }
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *m;
-        json_array_foreach(v, i, m) {
-            g_autofree char *sub = g_strdup_printf("%s.%zu", key, i);
-            put_flattened(d, sub, m);
-        }
-    } else {
-        json_object_set(d, key, v);
-    }
+    json_t *wrapped = json_pack("{sO}", key, v);
+    json_t *flat = qb_json_flatten(wrapped);
+
+    json_object_update(d, flat);
+    json_decref(flat);
+    json_decref(wrapped);
 }
 
 /* The node's full open options; *strong: something beyond what its

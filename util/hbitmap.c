@@ -160,6 +160,16 @@ static void set_chunk_uniform(HBitmap *hb, uint64_t c, bool set)
     }
 }
 
+/* Account n bits of chunk c that just flipped to set (or to clear). */
+static inline void count_flipped(HBitmap *hb, uint64_t c, unsigned n,
+                                 bool set)
+{
+    int64_t d = set ? (int64_t)n : -(int64_t)n;
+
+    hb->chunk_count[c] += d;
+    hb->count += d;
+}
+
 /* Set or clear bits [first, last]; both < nbits. */
 static void update_bits(HBitmap *hb, uint64_t first, uint64_t last, bool set)
 {
@@ -188,15 +198,8 @@ static void update_bits(HBitmap *hb, uint64_t first, uint64_t last, bool set)
             uint64_t flip = set ? (mask & ~*word) : (mask & *word);
 
             if (flip) {
-                unsigned n = popcount_swar(flip);
                 *word ^= flip;
-                if (set) {
-                    hb->chunk_count[c] += n;
-                    hb->count += n;
-                } else {
-                    hb->chunk_count[c] -= n;
-                    hb->count -= n;
-                }
+                count_flipped(hb, c, popcount_swar(flip), set);
                 normalize(hb, c);
             }
             continue;
@@ -207,16 +210,9 @@ static void update_bits(HBitmap *hb, uint64_t first, uint64_t last, bool set)
             uint64_t mask = (~UINT64_C(0) >> (63 - whi)) & (~UINT64_C(0) << wlo);
             uint64_t *word = &p[w % CHUNK_WORDS];
             uint64_t flip = set ? (mask & ~*word) : (mask & *word);
-            unsigned n = popcount_swar(flip);
 
             *word ^= flip;
-            if (set) {
-                hb->chunk_count[c] += n;
-                hb->count += n;
-            } else {
-                hb->chunk_count[c] -= n;
-                hb->count -= n;
-            }
+            count_flipped(hb, c, popcount_swar(flip), set);
         }
         normalize(hb, c);
     }

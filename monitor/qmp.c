@@ -25,6 +25,7 @@ struct Monitor {
     bool dead;
     JsonStream *stream;
     GString *outbuf;
+    size_t out_pos;          /* bytes of outbuf already written */
     guint in_watch, out_watch;
     MonitorCloseNotify *notify;
     void *notify_opaque;
@@ -79,8 +80,13 @@ static gboolean monitor_out_ready(gint fd, GIOCondition cond, gpointer opaque);
 
 static void monitor_try_write(Monitor *mon)
 {
-    while (mon->outbuf->len > 0) {
-        ssize_t n = write(mon->out_fd, mon->outbuf->str, mon->outbuf->len);
+    /* One write() per reply in the common case: the whole reply is in
+     * outbuf and the socket takes it.  What the socket does not take stays
+     * from out_pos on; the buffer is emptied (not shifted) once all of it
+     * was written. */
+    while (mon->out_pos < mon->outbuf->len) {
+        ssize_t n = write(mon->out_fd, mon->outbuf->str + mon->out_pos,
+                          mon->outbuf->len - mon->out_pos);
 
         if (n < 0) {
             if (errno == EINTR) {
@@ -92,7 +98,19 @@ static void monitor_try_write(Monitor *mon)
             monitor_mark_dead(mon);
             return;
         }
-        g_string_erase(mon->outbuf, 0, n);
+        mon->out_pos += n;
+    }
+    if (mon->out_pos == mon->outbuf->len) {
+        g_string_truncate(mon->outbuf, 0);
+        mon->out_pos = 0;
+        /* Give back what one huge reply took. */
+        if (mon->outbuf->allocated_len > 4 * 1024 * 1024) {
+            g_string_free(mon->outbuf, TRUE);
+            mon->outbuf = g_string_new(NULL);
+        }
+    } else if (mon->out_pos > 1024 * 1024) {
+        g_string_erase(mon->outbuf, 0, mon->out_pos);
+        mon->out_pos = 0;
     }
     if (mon->outbuf->len > 0 && !mon->out_watch) {
         mon->out_watch = g_unix_fd_add(mon->out_fd, G_IO_OUT, monitor_out_ready,
@@ -116,22 +134,27 @@ static gboolean monitor_out_ready(gint fd, GIOCondition cond, gpointer opaque)
 
 void monitor_send_json(Monitor *mon, json_t *obj)
 {
-    g_autofree char *text = NULL;
-
     if (mon->dead) {
         return;
     }
-    text = mon->pretty ? qemu_json_to_pretty(obj) : qemu_json_to_compact(obj);
-    /* QEMU's monitor output turns every newline into CR LF (observed on
-     * sockets and stdio alike), pretty-printed lines included. */
-    for (const char *p = text; *p; p++) {
-        if (*p == '\n') {
-            g_string_append_c(mon->outbuf, '\r');
+    if (mon->pretty) {
+        g_autofree char *text = qemu_json_to_pretty(obj);
+
+        /* QEMU's monitor output turns every newline into CR LF (observed
+         * on sockets and stdio alike), pretty-printed lines included. */
+        for (const char *p = text; *p; p++) {
+            if (*p == '\n') {
+                g_string_append_c(mon->outbuf, '\r');
+            }
+            g_string_append_c(mon->outbuf, *p);
         }
-        g_string_append_c(mon->outbuf, *p);
+    } else {
+        /* The compact form has no raw newline (strings escape theirs), so
+         * it is printed straight into the output buffer. */
+        qemu_json_append(mon->outbuf, obj, false, 0);
     }
-    g_string_append(mon->outbuf, "\r\n");
-    if (mon->outbuf->len > MONITOR_MAX_OUTBUF) {
+    g_string_append_len(mon->outbuf, "\r\n", 2);
+    if (mon->outbuf->len - mon->out_pos > MONITOR_MAX_OUTBUF) {
         /* The client does not read: drop it rather than grow without end. */
         monitor_mark_dead(mon);
         return;
@@ -165,10 +188,14 @@ static json_t *build_reply(json_t *ret, Error *err, json_t *id)
 
     if (err) {
         json_t *e = json_object();
+        /* The text may quote invalid UTF-8 from the input (a stray byte):
+         * kept as is, the printer shows such bytes as U+FFFD like QEMU. */
+        const char *desc = error_get_pretty(err);
 
         json_object_set_new(e, "class",
                             json_string(error_class_name(error_get_class(err))));
-        json_object_set_new(e, "desc", json_string(error_get_pretty(err)));
+        json_object_set_new(e, "desc", json_stringn_nocheck(desc,
+                                                            strlen(desc)));
         json_object_set_new(rsp, "error", e);
         error_free(err);
     } else {
@@ -244,31 +271,38 @@ static bool handle_capabilities(Monitor *mon, json_t *args, Error **errp)
  */
 static json_t *handle_request(Monitor *mon, json_t *req)
 {
-    const char *key, *name = NULL;
+    const char *key, *name = NULL, *oob_name = NULL;
     json_t *val, *args = NULL, *id = NULL, *ret = NULL;
+    g_autofree const char **keys = NULL;
     const QmpCommand *cmd = NULL;
     Error *err = NULL;
-    bool oob = false;
+    bool oob = false, mon_oob = mon && mon->oob;
 
     if (!json_is_object(req)) {
         error_setg(&err, "QMP input must be a JSON object");
         return build_reply(NULL, err, NULL);
     }
     id = json_object_get(req, "id");
-    json_object_foreach(req, key, val) {
-        if (!strcmp(key, "execute") || !strcmp(key, "exec-oob")) {
+    /* Members are checked in QEMU's QDict iteration order (not the order
+     * they arrived in), so that of two bad members the same one is
+     * reported.  Without the oob capability "exec-oob" is just another
+     * unexpected member. */
+    keys = qemu_json_object_keys(req);
+    for (size_t i = 0; keys[i]; i++) {
+        key = keys[i];
+        val = json_object_get(req, key);
+        if (!strcmp(key, "execute") ||
+            (!strcmp(key, "exec-oob") && mon_oob)) {
             if (!json_is_string(val)) {
                 error_setg(&err, "QMP input member '%s' must be a string",
                            key);
                 goto out;
             }
-            if (name) {
-                error_setg(&err, "QMP input member 'execute' clashes with "
-                           "'exec-oob'");
-                goto out;
+            if (!strcmp(key, "exec-oob")) {
+                oob_name = json_string_value(val);
+            } else {
+                name = json_string_value(val);
             }
-            name = json_string_value(val);
-            oob = !strcmp(key, "exec-oob");
         } else if (!strcmp(key, "arguments")) {
             if (!json_is_object(val)) {
                 error_setg(&err, "QMP input member 'arguments' must be an "
@@ -281,12 +315,17 @@ static json_t *handle_request(Monitor *mon, json_t *req)
             goto out;
         }
     }
-    if (!name) {
-        error_setg(&err, "QMP input lacks member 'execute'");
+    if (name && oob_name) {
+        error_setg(&err, "QMP input member 'execute' clashes with "
+                   "'exec-oob'");
         goto out;
     }
-    if (oob && !(mon && mon->oob)) {
-        error_setg(&err, "QMP input member 'exec-oob' is unexpected");
+    if (oob_name) {
+        name = oob_name;
+        oob = true;
+    }
+    if (!name) {
+        error_setg(&err, "QMP input lacks member 'execute'");
         goto out;
     }
 
@@ -484,7 +523,7 @@ void monitor_flush_all(int timeout_ms)
     for (GList *l = copy; l; l = l->next) {
         Monitor *mon = l->data;
 
-        while (!mon->dead && mon->outbuf->len > 0 &&
+        while (!mon->dead && mon->out_pos < mon->outbuf->len &&
                g_get_monotonic_time() < deadline) {
             GPollFD pfd = { .fd = mon->out_fd, .events = G_IO_OUT };
 

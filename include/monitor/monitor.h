@@ -14,8 +14,10 @@
  *     precede its reply.
  *  2. Events reach only monitors that completed qmp_capabilities.
  *  3. A message is capped at MONITOR_MAX_MESSAGE bytes and 1024 levels of
- *     nesting; beyond either the client gets an error reply, the rest of
- *     that message is skipped, and memory stays bounded.
+ *     nesting; beyond either the client gets an error reply and memory
+ *     stays bounded.  Past the size cap the rest of the message is skipped;
+ *     past the nesting cap the message is dropped and the input after the
+ *     offending bracket is read afresh, as QEMU 7.2 does (json-stream.c).
  */
 #ifndef MONITOR_MONITOR_H
 #define MONITOR_MONITOR_H

@@ -6,7 +6,7 @@ must answer with an error or a harmless success and keep serving.
 - block-dirty-bitmap-merge with "bitmaps": [] (QEMU 7.2: SIGSEGV) succeeds
   and leaves the target unchanged;
 - blockdev-reopen with "options": [] (QEMU 7.2: assertion) succeeds;
-- nesting deeper than 1024, a message over 64 MiB, invalid UTF-8 and
+- nesting deeper than 1024 (errors as QEMU's), a message over 64 MiB, invalid UTF-8 and
   control bytes, a client that disconnects mid-message or before reading
   its replies, and a message trickled one byte per write: error replies or
   closed connections, and a fresh client is served afterwards;
@@ -65,12 +65,21 @@ def main():
         r = d.cmd_raw("blockdev-reopen", {"options": []})
         check("reopen with an empty list succeeds", r == {"return": {}})
 
-        # deep nesting, then a normal command on the same connection
+        # deep nesting, then a normal command on the same connection.  As
+        # in QEMU the over-deep message is dropped at the offending bracket
+        # and the rest is read afresh: more limit errors, then one error
+        # per leftover closer (test_qmp_syntax_errors compares the exact
+        # replies with QEMU's on smaller inputs).
         c.send_raw("[" * 5000 + "]" * 5000)
-        r = c.reply()
+        c.send_raw('{"execute": "query-version", "id": "deep"}')
+        errors = []
+        for _ in range(20000):
+            r = c.reply()
+            if r.get("id") == "deep":
+                break
+            errors.append(err_desc(r))
         check("nesting 5000 deep: error",
-              err_desc(r) == "JSON nesting depth limit exceeded")
-        r = d.cmd("query-version")
+              errors[:1] == ["JSON nesting depth limit exceeded"])
         check("served after deep nesting", "return" in r)
 
         # 65 MiB string
@@ -86,6 +95,19 @@ def main():
         r = d.cmd("query-version")
         check("served after a huge message (%.1fs)" % (time.time() - t0),
               "return" in r)
+
+        # 65 MiB keyword: a token of any length is fine up to the message
+        # limit (QEMU echoes a 5000-letter keyword whole), past it the
+        # same error as for a huge string
+        c.send_raw("[")
+        for _ in range(65):
+            c.send_raw(chunk)
+        c.send_raw(']{"execute": "query-version", "id": "kw"}')
+        r = c.reply()
+        check("65 MiB keyword: error",
+              err_desc(r) == "JSON token size limit exceeded")
+        r = c.reply()
+        check("served after a huge keyword", r.get("id") == "kw")
 
         # invalid bytes and control characters inside a string
         c.send_raw(b'{"execute": "query-version", "id": "\xff\x01"}')

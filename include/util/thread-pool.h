@@ -24,4 +24,24 @@ int coroutine_fn thread_pool_submit_co(ThreadPool *pool, ThreadPoolFunc *func,
 void thread_pool_submit_aio(ThreadPool *pool, ThreadPoolFunc *func, void *arg,
                             ThreadPoolCompletion *cb, void *opaque);
 
+/*
+ * Lanes: requests that run one at a time in submission order, several at
+ * once through a batch function (see util/thread-pool.c).  batch(opaque,
+ * args, rets, n) runs in a worker and sets rets[i] for each args[i].
+ * Each request completes like a thread_pool_submit_* one.  Freeing a lane
+ * blocks until its queued requests have run; their callbacks come later,
+ * from the pool's AioContext.
+ */
+typedef struct ThreadPoolLane ThreadPoolLane;
+typedef void ThreadPoolBatchFunc(void *opaque, void **args, int *rets, int n);
+
+ThreadPoolLane *thread_pool_lane_new(ThreadPool *pool,
+                                     ThreadPoolBatchFunc *batch,
+                                     void *opaque);
+void thread_pool_lane_free(ThreadPoolLane *lane);
+ThreadPool *thread_pool_lane_pool(ThreadPoolLane *lane);
+void thread_pool_lane_submit_aio(ThreadPoolLane *lane, void *arg,
+                                 ThreadPoolCompletion *cb, void *opaque);
+int coroutine_fn thread_pool_lane_submit_co(ThreadPoolLane *lane, void *arg);
+
 #endif

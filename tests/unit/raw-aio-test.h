@@ -157,6 +157,79 @@ static void test_write_read(void)
     qb_vfree(rbuf);
 }
 
+/*
+ * Depth 32 the way a guest or qemu-img bench drives it: each of 32
+ * coroutines issues its next request as soon as the previous one
+ * completes, i.e. from the engine's completion handler (linux-aio sends
+ * such a request to the kernel at once).  Every chain must finish and
+ * every block must read back what its last write put there.
+ */
+enum { CHAINS = 32, CHAIN_LEN = 40 };
+
+typedef struct {
+    ENGINE_STATE *s;
+    int id;
+    uint8_t *buf;        /* one block */
+    int failures;
+} Chain;
+
+static void coroutine_fn chain_co(void *opaque)
+{
+    Chain *c = opaque;
+
+    for (int i = 0; i < CHAIN_LEN; i++) {
+        int blk = (c->id + i * CHAINS) % NBLK;
+        IOVector q;
+        size_t n = 0;
+        int ret;
+
+        qiov_init_buf(&q, c->buf, BLK);
+        if (i % 2 == 0) {
+            memset(c->buf, c->id * 5 + i, BLK);
+            ret = ENGINE_SUBMIT(c->s, fd, (uint64_t)blk * BLK, &q,
+                                QB_AIO_WRITE, &n);
+        } else {
+            /* Read back what the previous iteration wrote (same chain,
+             * previous block), then check it. */
+            int prev = (c->id + (i - 1) * CHAINS) % NBLK;
+            memset(c->buf, 0xEE, BLK);
+            ret = ENGINE_SUBMIT(c->s, fd, (uint64_t)prev * BLK, &q,
+                                QB_AIO_READ, &n);
+            for (int k = 0; ret == 0 && k < BLK; k++) {
+                if (c->buf[k] != (uint8_t)(c->id * 5 + i - 1)) {
+                    ret = -EILSEQ;
+                }
+            }
+        }
+        qiov_destroy(&q);
+        if (ret < 0 || n != BLK) {
+            c->failures++;
+        }
+    }
+    done_count++;
+}
+
+static void test_chained_depth(void)
+{
+    Chain chains[CHAINS];
+    ENGINE_STATE *s;
+
+    if (skip_if_unusable()) {
+        return;
+    }
+    s = ENGINE_GET(ctx, &error_abort);
+    done_count = 0;
+    for (int i = 0; i < CHAINS; i++) {
+        chains[i] = (Chain){ s, i, qb_memalign(BLK, BLK), 0 };
+        coroutine_enter(coroutine_create(chain_co, &chains[i]));
+    }
+    wait_for(CHAINS);
+    for (int i = 0; i < CHAINS; i++) {
+        g_assert_cmpint(chains[i].failures, ==, 0);
+        qb_vfree(chains[i].buf);
+    }
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -165,6 +238,7 @@ int main(int argc, char **argv)
     ctx = qb_get_aio_context();
     setup_file();
     g_test_add_func("/" ENGINE_NAME "/write-read", test_write_read);
+    g_test_add_func("/" ENGINE_NAME "/chained-depth", test_chained_depth);
     ret = g_test_run();
     if (fd >= 0) {
         close(fd);

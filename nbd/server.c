@@ -2,9 +2,11 @@
  * NBD server: exports (a BlockBackend offered under a name), the listening
  * sockets, and one coroutine per client connection that runs the fixed
  * newstyle handshake and then the transmission phase.  Requests are read by
- * that coroutine, checked by nbd_check_request(), and each runs in its own
- * coroutine so a slow read does not hold up the next request; replies are
- * serialised by the client's send lock.  Meta contexts (base:allocation,
+ * that coroutine (many per recv(), from a buffer), checked by
+ * nbd_check_request(), and each runs in its own coroutine so a slow read
+ * does not hold up the next request; each appends its reply to an output
+ * batch that one sender coroutine per client writes (see "replies" below).
+ * Meta contexts (base:allocation,
  * qemu:allocation-depth, qemu:dirty-bitmap:NAME) follow QEMU's names,
  * context ids and semantics.  With NBD_OPT_EXTENDED_HEADERS (a qblock
  * extension over QEMU 7.2) requests and replies use 32-byte headers with
@@ -14,13 +16,14 @@
  *  1. Nothing from the wire reaches the block layer unchecked: option
  *     payloads are bounded (NBD_MAX_OPTION_SIZE) and parsed with bounds
  *     checks; requests pass nbd_check_request().
- *  2. Memory per client is bounded: at most NBD_MAX_REQUESTS requests and
- *     CLIENT_MAX_INFLIGHT_BYTES of payload buffers are in flight.
+ *  2. Memory per client is bounded: at most SERVER_MAX_REQUESTS requests and
+ *     CLIENT_MAX_INFLIGHT_BYTES of payload buffers are in flight, and at
+ *     most POOL_MAX_BYTES of idle buffers are kept.
  *  3. A client holds a reference to its export; an export is freed (its
  *     bitmaps un-busied, its BlockBackend released) only when it was
  *     removed and its last client is gone.
- *  4. A client is freed only after its receive coroutine and all request
- *     coroutines have finished (refcnt).
+ *  4. A client is freed only after its receive coroutine, its sender and
+ *     all request coroutines have finished (refcnt).
  */
 #include "nbd/nbd.h"
 #include "nbd/tls.h"
@@ -33,8 +36,16 @@
 #include <sys/socket.h>
 
 #define CLIENT_MAX_INFLIGHT_BYTES (64 * 1024 * 1024)
+/* Requests in flight per client (QEMU 7.2 takes 16; a client at depth 32
+ * keeps more of its queue busy here).  Memory stays bounded by
+ * CLIENT_MAX_INFLIGHT_BYTES. */
+#define SERVER_MAX_REQUESTS 64
+/* Receive buffer: many request headers per recv(). */
+#define RBUF_SIZE (64 * 1024)
 /* Extents per context in one BLOCK_STATUS reply (bounds the reply). */
 #define MAX_EXTENTS 65536
+/* Known data ranges kept per export (see handle_read). */
+#define DATA_RANGES 16
 #define META_ID_BASE 0
 #define META_ID_DEPTH 1
 #define META_ID_BITMAP0 2
@@ -49,9 +60,41 @@ struct NBDExport {
     int refcnt;                  /* 1 while registered + 1 per client */
     bool removing;
     GList *clients;
+    /* Ranges recently found to hold data (see handle_read), replaced
+     * round robin; an entry with end == 0 is empty.  They never claim a
+     * hole, so they cannot go stale in a way that returns wrong bytes. */
+    struct { uint64_t start, end; } data[DATA_RANGES];
+    unsigned data_next;
     void (*on_delete)(void *opaque);
     void *opaque;
 };
+
+/* A piece of the output: bytes in the batch's arena (ext == NULL) or a
+ * buffer owned by a request (its read buffer, released after the write). */
+typedef struct OutSeg {
+    const uint8_t *ext;
+    size_t off;                  /* in the arena when ext == NULL */
+    size_t len;
+} OutSeg;
+
+typedef struct OutBuf {
+    void *p;
+    size_t cap;
+} OutBuf;
+
+typedef struct OutBatch {
+    GArray *segs;                /* OutSeg */
+    GByteArray *arena;           /* headers and small payloads */
+    GArray *bufs;                /* OutBuf: released after the write */
+    GArray *iov;                 /* struct iovec, built by the sender */
+    int replies;                 /* complete replies in the batch */
+    int64_t charged;             /* their bytes in in_flight_bytes */
+} OutBatch;
+
+/* Idle read/write buffers kept per client: powers of two from 4 KiB to
+ * 1 MiB, at most POOL_MAX_BYTES in all. */
+#define POOL_MIN_SHIFT 12
+#define POOL_MAX_SHIFT 20
 
 typedef struct NBDClient {
     NBDSock sock;
@@ -67,11 +110,24 @@ typedef struct NBDClient {
     bool meta_base, meta_depth;
     GArray *meta_bitmaps;        /* gboolean per exp->bitmaps entry */
     bool have_meta;
-    CoMutex send_lock;
-    int in_flight;
+    int in_flight;               /* requests read, reply not yet written */
     int64_t in_flight_bytes;
     Coroutine *recv_co;
     bool recv_waiting;           /* recv_co parked for in-flight space */
+    /* Transmission: buffered input (see recv_fill) */
+    uint8_t *rbuf;
+    size_t rstart, rend;
+    /* Transmission: output batches and their sender (see "replies") */
+    OutBatch out[2];
+    int out_fill;                /* the batch requests append to */
+    Coroutine *sender_co;
+    bool sender_idle;            /* parked, waiting for a reply */
+    bool out_closing;            /* transmission over: sender may leave */
+    bool out_broken;             /* a write failed: drop further output */
+    /* Free lists, so the request path allocates nothing once warm */
+    GPtrArray *buf_pool[POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1];
+    size_t pool_bytes;
+    GPtrArray *rd_pool;          /* NBDRequestData */
 } NBDClient;
 
 static GList *exports;               /* NBDExport* */
@@ -250,7 +306,18 @@ NBDExport *nbd_export_new(BlockBackend *blk, const NBDExportOptions *opts,
         g_ptr_array_add(exp->bitmaps, bm);
     }
     for (guint i = 0; i < exp->bitmaps->len; i++) {
+        Error *local_err = NULL;
+
         bdrv_dirty_bitmap_set_busy(exp->bitmaps->pdata[i], true);
+        /*
+         * An exported bitmap is there to be read: load its stored bits
+         * now (QEMU has them from open) rather than in the first client's
+         * first BLOCK_STATUS.  If they cannot be read the bitmap is all
+         * dirty (a superset, still correct to export); say so.
+         */
+        if (bdrv_dirty_bitmap_load(exp->bitmaps->pdata[i], &local_err) < 0) {
+            warn_report_err(local_err);
+        }
     }
 
     exp->flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH |
@@ -864,117 +931,492 @@ static int coroutine_fn client_negotiate(NBDClient *c)
 }
 
 /* ---------------------------------------------------------------------- */
-/* Transmission phase                                                      */
+/* Transmission phase: replies                                             */
 
-typedef struct NBDRequestData {
-    NBDClient *client;
-    NBDRequest req;
-    uint8_t *payload;            /* WRITE data */
-    int64_t charged;             /* bytes counted in in_flight_bytes */
-} NBDRequestData;
+/*
+ * Replies are not written by the request that makes them.  A request
+ * appends its whole reply (headers copied, its read buffer by reference)
+ * to the client's output batch without yielding, and one sender coroutine
+ * per client writes batches with as few sendmsg() calls as it can: the
+ * replies of all requests that finished in one event-loop turn leave in
+ * one writev.  So a request never waits for an earlier reply to be
+ * written, and replies of different requests never interleave.
+ *
+ * Invariants (continuing the list at the top):
+ *  5. A request counts in in_flight, and its read buffer in
+ *     in_flight_bytes, from when its header is read until its reply was
+ *     written (or dropped because the connection broke): the output
+ *     batches are bounded by the same limits as the requests.
+ *  6. Once transmission started only the sender writes to the socket.  It
+ *     writes out[out_fill ^ 1] while requests fill out[out_fill].
+ *  7. The sender runs until transmission ended (out_closing) and no
+ *     request is in flight; it holds a client reference.
+ */
 
-static int coroutine_fn send_simple(NBDClient *c, uint64_t handle, int err,
-                                    const void *data, size_t len)
+static void batch_init(OutBatch *b)
 {
-    uint8_t hdr[NBD_SIMPLE_REPLY_SIZE];
-    struct iovec iov[2] = { { hdr, sizeof(hdr) }, { (void *)data, len } };
+    b->segs = g_array_new(FALSE, FALSE, sizeof(OutSeg));
+    b->arena = g_byte_array_new();
+    b->bufs = g_array_new(FALSE, FALSE, sizeof(OutBuf));
+    b->iov = g_array_new(FALSE, FALSE, sizeof(struct iovec));
+}
 
-    nbd_encode_simple_reply(hdr, nbd_errno_to_wire(err), handle);
-    return nbd_sock_writev(&c->sock, iov, len ? 2 : 1);
+/* ---- buffers: pooled per client, so the hot path does not allocate ---- */
+
+#define POOL_MAX_BUF (1u << POOL_MAX_SHIFT)
+#define POOL_MAX_BYTES (16 * 1024 * 1024)
+#define NPOOLS (POOL_MAX_SHIFT - POOL_MIN_SHIFT + 1)
+
+static int pool_index(size_t cap)
+{
+    int shift = POOL_MIN_SHIFT;
+
+    while (((size_t)1 << shift) < cap) {
+        shift++;
+    }
+    return shift - POOL_MIN_SHIFT;
+}
+
+/* An aligned buffer of at least len bytes (len > 0); *cap is what
+ * buf_put() needs back.  NULL when memory is short. */
+static void *buf_get(NBDClient *c, size_t len, size_t *cap)
+{
+    if (len <= POOL_MAX_BUF) {
+        int i = pool_index(len);
+        GPtrArray *pool = c->buf_pool[i];
+
+        *cap = (size_t)1 << (i + POOL_MIN_SHIFT);
+        if (pool->len) {
+            c->pool_bytes -= *cap;
+            return g_ptr_array_steal_index(pool, pool->len - 1);
+        }
+    } else {
+        *cap = len;
+    }
+    return qb_try_memalign(QB_MEM_ALIGN, *cap);
+}
+
+static void buf_put(NBDClient *c, void *p, size_t cap)
+{
+    if (!p) {
+        return;
+    }
+    if (cap <= POOL_MAX_BUF && (cap & (cap - 1)) == 0 &&
+        c->pool_bytes + cap <= POOL_MAX_BYTES) {
+        g_ptr_array_add(c->buf_pool[pool_index(cap)], p);
+        c->pool_bytes += cap;
+        return;
+    }
+    qb_vfree(p);
+}
+
+/* ---- appending replies ---- */
+
+static OutBatch *out_cur(NBDClient *c)
+{
+    return &c->out[c->out_fill];
+}
+
+static void out_copy(NBDClient *c, const void *p, size_t len)
+{
+    OutBatch *b = out_cur(c);
+    OutSeg *last = b->segs->len ?
+                   &g_array_index(b->segs, OutSeg, b->segs->len - 1) : NULL;
+
+    if (!len) {
+        return;
+    }
+    if (last && !last->ext && last->off + last->len == b->arena->len) {
+        last->len += len;            /* contiguous: one iovec */
+    } else {
+        OutSeg seg = { NULL, b->arena->len, len };
+        g_array_append_val(b->segs, seg);
+    }
+    g_byte_array_append(b->arena, p, len);
+}
+
+static void out_ref(NBDClient *c, const void *p, size_t len)
+{
+    OutSeg seg = { p, 0, len };
+
+    if (len) {
+        g_array_append_val(out_cur(c)->segs, seg);
+    }
+}
+
+static void client_release(NBDClient *c, int replies, int64_t charged)
+{
+    c->in_flight -= replies;
+    c->in_flight_bytes -= charged;
+    if (c->recv_waiting && c->recv_co) {
+        c->recv_waiting = false;
+        aio_co_wake(c->recv_co);
+    }
 }
 
 /*
- * One structured chunk: header, an optional fixed part and optional data.
- * With extended headers the header is the 32-byte extended one, which
- * echoes the request's offset; the payload layout is the same.
+ * The reply of one request is complete: count it, hand over its buffer
+ * (released after the write) and its charge, and wake the sender.
  */
-static int coroutine_fn send_chunk(NBDClient *c, const NBDRequest *req,
-                                   uint16_t type, uint16_t flags,
-                                   const void *fixed, size_t fixed_len,
-                                   const void *data, size_t len)
+static void out_end(NBDClient *c, int64_t charged, void *buf, size_t cap)
+{
+    OutBatch *b = out_cur(c);
+
+    b->replies++;
+    b->charged += charged;
+    if (buf) {
+        OutBuf ob = { buf, cap };
+        g_array_append_val(b->bufs, ob);
+    }
+    if (c->sender_idle) {
+        c->sender_idle = false;
+        aio_co_wake(c->sender_co);
+    }
+}
+
+static void out_simple(NBDClient *c, uint64_t handle, int err)
+{
+    uint8_t hdr[NBD_SIMPLE_REPLY_SIZE];
+
+    nbd_encode_simple_reply(hdr, nbd_errno_to_wire(err), handle);
+    out_copy(c, hdr, sizeof(hdr));
+}
+
+/*
+ * One structured chunk: header, an optional fixed part (copied) and
+ * optional data (copied, or referenced when ref: the caller hands the
+ * buffer to out_end()).  With extended headers the header is the 32-byte
+ * extended one, which echoes the request's offset; the payload layout is
+ * the same.
+ */
+static void out_chunk(NBDClient *c, const NBDRequest *req, uint16_t type,
+                      uint16_t flags, const void *fixed, size_t fixed_len,
+                      const void *data, size_t len, bool ref)
 {
     uint8_t hdr[MAX(NBD_STRUCTURED_HDR_SIZE, NBD_EXTENDED_REPLY_SIZE)];
-    struct iovec iov[3] = { { hdr, NBD_STRUCTURED_HDR_SIZE },
-                            { (void *)fixed, fixed_len },
-                            { (void *)data, len } };
 
     if (c->extended) {
         NBDExtReplyHdr h = { .flags = flags, .type = type,
                              .handle = req->handle, .offset = req->offset,
                              .length = fixed_len + len };
         nbd_encode_ext_reply_hdr(hdr, &h);
-        iov[0].iov_len = NBD_EXTENDED_REPLY_SIZE;
+        out_copy(c, hdr, NBD_EXTENDED_REPLY_SIZE);
     } else {
         NBDStructuredReplyHdr h = { .flags = flags, .type = type,
                                     .handle = req->handle,
                                     .length = fixed_len + len };
         assert(fixed_len + len <= UINT32_MAX);
         nbd_encode_structured_hdr(hdr, &h);
+        out_copy(c, hdr, NBD_STRUCTURED_HDR_SIZE);
     }
-    return nbd_sock_writev(&c->sock, iov, 3);
+    out_copy(c, fixed, fixed_len);
+    if (ref) {
+        out_ref(c, data, len);
+    } else {
+        out_copy(c, data, len);
+    }
 }
 
-static int coroutine_fn send_error(NBDClient *c, const NBDRequest *req,
-                                   int err, const char *msg)
+static void out_error(NBDClient *c, const NBDRequest *req, int err,
+                      const char *msg)
 {
+    uint8_t fixed[6 + NBD_MAX_STRING_SIZE];
+    size_t mlen;
+
     if (!c->structured) {
-        return send_simple(c, req->handle, err, NULL, 0);
+        out_simple(c, req->handle, err);
+        return;
     }
-    g_autoptr(GByteArray) b = g_byte_array_new();
     msg = msg ?: "";
-    buf_be32(b, nbd_errno_to_wire(err));
-    buf_be16(b, strlen(msg));
-    buf_str(b, msg);
-    return send_chunk(c, req, NBD_REPLY_TYPE_ERROR, NBD_REPLY_FLAG_DONE,
-                      b->data, b->len, NULL, 0);
+    mlen = MIN(strlen(msg), (size_t)NBD_MAX_STRING_SIZE);
+    st32_be(fixed, nbd_errno_to_wire(err));
+    st16_be(fixed + 4, mlen);
+    memcpy(fixed + 6, msg, mlen);
+    out_chunk(c, req, NBD_REPLY_TYPE_ERROR, NBD_REPLY_FLAG_DONE,
+              fixed, 6 + mlen, NULL, 0, false);
 }
 
-/* Reply to a successful READ: data and hole chunks (unless DF). */
-static int coroutine_fn send_read_chunks(NBDClient *c, const NBDRequest *req,
-                                         const uint8_t *buf)
+/* Success without payload. */
+static void out_done(NBDClient *c, const NBDRequest *req)
 {
-    BlockDriverState *bs = blk_bs(c->exp->blk);
-    uint64_t done = 0;
+    if (c->extended) {
+        /* Extended headers have no simple replies. */
+        out_chunk(c, req, NBD_REPLY_TYPE_NONE, NBD_REPLY_FLAG_DONE,
+                  NULL, 0, NULL, 0, false);
+    } else {
+        /* A simple reply even with structured replies on, as qemu-nbd
+         * 7.2 answers. */
+        out_simple(c, req->handle, 0);
+    }
+}
+
+/* ---- the sender ---- */
+
+static void client_unref(NBDClient *c);
+static void server_update_accept(void);
+
+/* Write one batch; on failure the connection is broken (shut down) and
+ * later batches are only released. */
+static void coroutine_fn batch_write(NBDClient *c, OutBatch *b)
+{
     int ret;
 
-    if (req->len == 0) {
-        return send_chunk(c, req, NBD_REPLY_TYPE_NONE,
-                          NBD_REPLY_FLAG_DONE, NULL, 0, NULL, 0);
+    if (c->out_broken || !b->segs->len) {
+        return;
     }
-    while (done < req->len) {
-        int64_t pnum = req->len - done;
-        bool hole = false;
-        uint64_t off = req->offset + done;
-        uint8_t fixed[12];
-        uint64_t boff = GUINT64_TO_BE(off);
+    g_array_set_size(b->iov, b->segs->len);
+    for (guint i = 0; i < b->segs->len; i++) {
+        OutSeg *s = &g_array_index(b->segs, OutSeg, i);
+        struct iovec *v = &g_array_index(b->iov, struct iovec, i);
 
-        if (!(req->flags & NBD_CMD_FLAG_DF)) {
-            int st = bdrv_co_block_status_above(bs, NULL, off, pnum, &pnum,
-                                                NULL, NULL, NULL);
-            if (st < 0 || pnum <= 0) {
-                pnum = req->len - done;
-            } else {
-                hole = st & BDRV_BLOCK_ZERO;
-            }
-        }
-        pnum = MIN(pnum, (int64_t)(req->len - done));
-        memcpy(fixed, &boff, 8);
-        uint16_t fl = done + pnum == req->len ? NBD_REPLY_FLAG_DONE : 0;
-        if (hole) {
-            uint32_t blen = GUINT32_TO_BE((uint32_t)pnum);
-            memcpy(fixed + 8, &blen, 4);
-            ret = send_chunk(c, req, NBD_REPLY_TYPE_OFFSET_HOLE, fl,
-                             fixed, 12, NULL, 0);
-        } else {
-            ret = send_chunk(c, req, NBD_REPLY_TYPE_OFFSET_DATA, fl,
-                             fixed, 8, buf + done, pnum);
-        }
-        if (ret < 0) {
-            return ret;
-        }
-        done += pnum;
+        v->iov_base = (void *)(s->ext ? s->ext : b->arena->data + s->off);
+        v->iov_len = s->len;
     }
-    return 0;
+    ret = nbd_sock_writev_consume(&c->sock, (struct iovec *)b->iov->data,
+                                  b->iov->len);
+    if (ret < 0) {
+        c->out_broken = true;
+        c->closing = true;
+        nbd_sock_shutdown(&c->sock);
+    }
+}
+
+static void batch_release(NBDClient *c, OutBatch *b)
+{
+    int replies = b->replies;
+    int64_t charged = b->charged;
+
+    for (guint i = 0; i < b->bufs->len; i++) {
+        OutBuf *ob = &g_array_index(b->bufs, OutBuf, i);
+        buf_put(c, ob->p, ob->cap);
+    }
+    g_array_set_size(b->bufs, 0);
+    g_array_set_size(b->segs, 0);
+    g_byte_array_set_size(b->arena, 0);
+    b->replies = 0;
+    b->charged = 0;
+    client_release(c, replies, charged);
+}
+
+static void coroutine_fn sender_co(void *opaque)
+{
+    NBDClient *c = opaque;
+
+    for (;;) {
+        OutBatch *b = out_cur(c);
+
+        if (!b->segs->len && !b->replies) {
+            if (c->out_closing && c->in_flight == 0) {
+                break;
+            }
+            c->sender_idle = true;
+            coroutine_yield();
+            continue;
+        }
+        /* Requests fill the other batch while this one is written. */
+        c->out_fill ^= 1;
+        batch_write(c, b);
+        batch_release(c, b);
+    }
+    c->sender_idle = false;
+    c->sender_co = NULL;
+    client_unref(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Transmission phase: requests                                            */
+
+typedef struct NBDRequestData {
+    NBDClient *client;
+    NBDRequest req;
+    uint8_t *payload;            /* WRITE data */
+    size_t payload_cap;
+    int64_t charged;             /* payload bytes in in_flight_bytes */
+} NBDRequestData;
+
+static NBDRequestData *rd_get(NBDClient *c)
+{
+    NBDRequestData *rd = c->rd_pool->len
+        ? g_ptr_array_steal_index(c->rd_pool, c->rd_pool->len - 1)
+        : g_new(NBDRequestData, 1);
+
+    memset(rd, 0, sizeof(*rd));
+    rd->client = c;
+    return rd;
+}
+
+static void rd_put(NBDClient *c, NBDRequestData *rd)
+{
+    buf_put(c, rd->payload, rd->payload_cap);
+    c->in_flight_bytes -= rd->charged;
+    if (c->rd_pool->len < SERVER_MAX_REQUESTS) {
+        g_ptr_array_add(c->rd_pool, rd);
+    } else {
+        g_free(rd);
+    }
+}
+
+/* At most this many pieces (alternating data/hole) per READ reply; the
+ * rest of a longer read goes out as data. */
+#define READ_MAX_SEGS 16
+/* How far past a READ its block status query looks (see handle_read). */
+#define READ_STATUS_AHEAD (64 * 1024 * 1024)
+
+typedef struct ReadSeg {
+    uint64_t off;                /* from the request's offset */
+    uint64_t len;
+    bool hole;
+} ReadSeg;
+
+static uint64_t export_length(NBDExport *exp, const NBDRequest *req);
+
+static bool export_known_data(NBDExport *exp, uint64_t off, uint64_t len)
+{
+    for (int i = 0; i < DATA_RANGES; i++) {
+        if (off >= exp->data[i].start && off + len <= exp->data[i].end) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void export_note_data(NBDExport *exp, uint64_t off, uint64_t len)
+{
+    exp->data[exp->data_next].start = off;
+    exp->data[exp->data_next].end = off + len;
+    exp->data_next = (exp->data_next + 1) % DATA_RANGES;
+}
+
+/*
+ * READ.  With structured replies (and no DF) the block status of the
+ * range comes first, so holes are answered with hole chunks and never
+ * read; the data pieces are read into one buffer and sent by reference.
+ * A read inside one of the export's known data ranges skips the status
+ * query: on a file, each query is two lseek()s that scan to the end of
+ * the extent (the page cache too, for unwritten extents), so asking once
+ * per extent instead of once per read keeps sequential readers linear.
+ * Claiming data is always safe -- the bytes are read, whatever they are --
+ * so the ranges need no invalidation for correctness; our own TRIM and
+ * WRITE_ZEROES drop those they touch so that their holes read back as
+ * holes.
+ */
+static void coroutine_fn handle_read(NBDClient *c, NBDRequestData *rd)
+{
+    const NBDRequest *req = &rd->req;
+    NBDExport *exp = c->exp;
+    BlockBackend *blk = exp->blk;
+    BlockDriverState *bs = blk_bs(blk);
+    ReadSeg seg[READ_MAX_SEGS];
+    int nseg = 0;
+    bool any_data = false;
+    void *buf = NULL;
+    size_t cap = 0;
+    int64_t charged = rd->charged;
+    int ret = 0;
+
+    rd->charged = 0;             /* handed to out_end() below */
+    if (req->len == 0) {
+        if (c->structured) {
+            out_chunk(c, req, NBD_REPLY_TYPE_NONE, NBD_REPLY_FLAG_DONE,
+                      NULL, 0, NULL, 0, false);
+        } else {
+            out_simple(c, req->handle, 0);
+        }
+        out_end(c, charged, NULL, 0);
+        return;
+    }
+    if (c->structured && !(req->flags & NBD_CMD_FLAG_DF)) {
+        uint64_t export_size = export_length(exp, req);
+        uint64_t done = 0;
+
+        if (export_known_data(exp, req->offset, req->len)) {
+            done = req->len;
+            seg[nseg++] = (ReadSeg){ 0, req->len, false };
+            any_data = true;
+        }
+        while (done < req->len) {
+            uint64_t off = req->offset + done;
+            uint64_t left = req->len - done;
+            int64_t pnum = left;
+            bool hole = false;
+
+            if (nseg < READ_MAX_SEGS - 1) {
+                /* Ask beyond the request: the answer costs the same (the
+                 * file system seeks to the end of the extent anyway) and
+                 * tells the next reads of this extent that they need not
+                 * ask. */
+                uint64_t ask = MIN(MAX(left, (uint64_t)READ_STATUS_AHEAD),
+                                   export_size > off ? export_size - off
+                                                     : left);
+                int st = bdrv_co_block_status_above(bs, NULL, off, ask,
+                                                    &pnum, NULL, NULL, NULL);
+                if (st < 0 || pnum <= 0) {
+                    pnum = left;
+                } else {
+                    hole = st & BDRV_BLOCK_ZERO;
+                    if (!hole) {
+                        export_note_data(exp, off, pnum);
+                    }
+                    pnum = MIN((uint64_t)pnum, left);
+                }
+            }
+            if (nseg && seg[nseg - 1].hole == hole) {
+                seg[nseg - 1].len += pnum;
+            } else {
+                seg[nseg++] = (ReadSeg){ done, pnum, hole };
+            }
+            any_data |= !hole;
+            done += pnum;
+        }
+    } else {
+        seg[nseg++] = (ReadSeg){ 0, req->len, false };
+        any_data = true;
+    }
+
+    if (any_data) {
+        buf = buf_get(c, req->len, &cap);
+        if (!buf) {
+            ret = -ENOMEM;
+        }
+        for (int i = 0; i < nseg && ret >= 0; i++) {
+            IOVector qiov;
+
+            if (seg[i].hole) {
+                continue;
+            }
+            qiov_init_buf(&qiov, (uint8_t *)buf + seg[i].off, seg[i].len);
+            ret = blk_co_preadv(blk, req->offset + seg[i].off, seg[i].len,
+                                &qiov, 0);
+        }
+    }
+    if (ret < 0) {
+        buf_put(c, buf, cap);
+        out_error(c, req, ret, "reading from file failed");
+        out_end(c, charged, NULL, 0);
+        return;
+    }
+    if (!c->structured) {
+        out_simple(c, req->handle, 0);
+        out_ref(c, buf, req->len);
+        out_end(c, charged, buf, cap);
+        return;
+    }
+    for (int i = 0; i < nseg; i++) {
+        uint16_t fl = i == nseg - 1 ? NBD_REPLY_FLAG_DONE : 0;
+        uint8_t fixed[12];
+
+        st64_be(fixed, req->offset + seg[i].off);
+        if (seg[i].hole) {
+            /* A hole chunk's length is 32 bits; READ is at most 32 MiB. */
+            st32_be(fixed + 8, seg[i].len);
+            out_chunk(c, req, NBD_REPLY_TYPE_OFFSET_HOLE, fl, fixed, 12,
+                      NULL, 0, false);
+        } else {
+            out_chunk(c, req, NBD_REPLY_TYPE_OFFSET_DATA, fl, fixed, 8,
+                      (uint8_t *)buf + seg[i].off, seg[i].len, true);
+        }
+    }
+    out_end(c, charged, buf, cap);
 }
 
 /* Extents of one context over [offset, offset+len), merged, bounded. */
@@ -1077,7 +1519,7 @@ static void extents_bitmap(BdrvDirtyBitmap *bm, uint64_t offset,
     }
 }
 
-static int coroutine_fn send_block_status(NBDClient *c, const NBDRequest *req)
+static void coroutine_fn reply_block_status(NBDClient *c, const NBDRequest *req)
 {
     NBDExport *exp = c->exp;
     BlockDriverState *bs = blk_bs(exp->blk);
@@ -1113,7 +1555,8 @@ static int coroutine_fn send_block_status(NBDClient *c, const NBDRequest *req)
         }
         if (ret < 0) {
             g_array_free(e.a, TRUE);
-            return send_error(c, req, ret, "can't get block status");
+            out_error(c, req, ret, "can't get block status");
+            return;
         }
         /*
          * Compact: context id, then (u32 length, u32 flags) descriptors.
@@ -1133,16 +1576,12 @@ static int coroutine_fn send_block_status(NBDClient *c, const NBDRequest *req)
             }
         }
         sent++;
-        ret = send_chunk(c, req, c->extended ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT
-                                             : NBD_REPLY_TYPE_BLOCK_STATUS,
-                         sent == nctx ? NBD_REPLY_FLAG_DONE : 0,
-                         fixed->data, fixed->len, desc->data, desc->len);
+        out_chunk(c, req, c->extended ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT
+                                      : NBD_REPLY_TYPE_BLOCK_STATUS,
+                  sent == nctx ? NBD_REPLY_FLAG_DONE : 0,
+                  fixed->data, fixed->len, desc->data, desc->len, false);
         g_array_free(e.a, TRUE);
-        if (ret < 0) {
-            return ret;
-        }
     }
-    return 0;
 }
 
 /*
@@ -1169,17 +1608,26 @@ static int coroutine_fn zero_or_trim(BlockBackend *blk, bool trim,
     return 0;
 }
 
+
+static void export_forget_data(NBDExport *exp, const NBDRequest *req)
+{
+    for (int i = 0; i < DATA_RANGES; i++) {
+        if (req->offset < exp->data[i].end &&
+            req->offset + req->len > exp->data[i].start) {
+            exp->data[i].start = exp->data[i].end = 0;
+        }
+    }
+}
+
 /*
- * Run one checked request against the export (unlocked, so requests of one
- * client overlap in the block layer), then send its reply under the send
- * lock (replies of one request are never interleaved with another's).
+ * Run one checked request against the export.  Requests of one client
+ * overlap in the block layer; each ends by appending its reply.
  */
-static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
+static void coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
 {
     const NBDRequest *req = &rd->req;
     BlockBackend *blk = c->exp->blk;
     BdrvRequestFlags fl = 0;
-    g_autofree uint8_t *buf = NULL;
     IOVector qiov;
     int ret;
 
@@ -1188,16 +1636,12 @@ static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
     }
     switch (req->type) {
     case NBD_CMD_READ:
-        buf = g_try_malloc(MAX(req->len, 1));
-        if (!buf) {
-            ret = -ENOMEM;
-        } else if (req->len) {
-            qiov_init_buf(&qiov, buf, req->len);
-            ret = blk_co_preadv(blk, req->offset, req->len, &qiov, 0);
-        } else {
-            ret = 0;
-        }
-        break;
+        handle_read(c, rd);
+        return;
+    case NBD_CMD_BLOCK_STATUS:
+        reply_block_status(c, req);
+        out_end(c, 0, NULL, 0);
+        return;
     case NBD_CMD_WRITE:
         if (req->len) {
             qiov_init_buf(&qiov, rd->payload, req->len);
@@ -1207,6 +1651,9 @@ static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
         }
         break;
     case NBD_CMD_WRITE_ZEROES:
+        /* May leave a hole where the data range says data: forget it,
+         * so later reads answer the hole as a hole. */
+        export_forget_data(c->exp, req);
         if (!(req->flags & NBD_CMD_FLAG_NO_HOLE)) {
             fl |= BDRV_REQ_MAY_UNMAP;
         }
@@ -1214,9 +1661,12 @@ static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
             fl |= BDRV_REQ_NO_FALLBACK;
         }
         ret = zero_or_trim(blk, false, req->offset, req->len, fl);
+        export_forget_data(c->exp, req);   /* re-noted meanwhile? */
         break;
     case NBD_CMD_TRIM:
+        export_forget_data(c->exp, req);
         ret = zero_or_trim(blk, true, req->offset, req->len, 0);
+        export_forget_data(c->exp, req);
         if (ret >= 0 && (req->flags & NBD_CMD_FLAG_FUA)) {
             ret = blk_co_flush(blk);
         }
@@ -1228,52 +1678,16 @@ static int coroutine_fn handle_request(NBDClient *c, NBDRequestData *rd)
         /* Advisory prefetch; the block layer has no cache to warm here. */
         ret = 0;
         break;
-    case NBD_CMD_BLOCK_STATUS:
-        ret = 0;
-        break;
     default:
         ret = -ENOTSUP;
         break;
     }
-
-    co_mutex_lock(&c->send_lock);
     if (ret < 0) {
-        ret = send_error(c, req, ret,
-                         req->type == NBD_CMD_READ ? "reading from file failed"
-                                                    : "request failed");
-    } else if (req->type == NBD_CMD_BLOCK_STATUS) {
-        ret = send_block_status(c, req);
-    } else if (req->type == NBD_CMD_READ && c->structured) {
-        ret = send_read_chunks(c, req, buf);
-    } else if (req->type == NBD_CMD_READ) {
-        ret = send_simple(c, req->handle, 0, buf, req->len);
-    } else if (c->extended) {
-        /* Extended headers have no simple replies. */
-        ret = send_chunk(c, req, NBD_REPLY_TYPE_NONE,
-                         NBD_REPLY_FLAG_DONE, NULL, 0, NULL, 0);
+        out_error(c, req, ret, "request failed");
     } else {
-        /* Success without payload: a simple reply even with structured
-         * replies on, as qemu-nbd 7.2 answers. */
-        ret = send_simple(c, req->handle, 0, NULL, 0);
+        out_done(c, req);
     }
-    co_mutex_unlock(&c->send_lock);
-    return ret;
-}
-
-static void client_unref(NBDClient *c);
-static void server_update_accept(void);
-
-static void client_request_done(NBDClient *c, NBDRequestData *rd)
-{
-    c->in_flight--;
-    c->in_flight_bytes -= rd->charged;
-    g_free(rd->payload);
-    g_free(rd);
-    if (c->recv_waiting && c->recv_co) {
-        c->recv_waiting = false;
-        aio_co_wake(c->recv_co);
-    }
-    client_unref(c);
+    out_end(c, 0, NULL, 0);
 }
 
 static void coroutine_fn request_co(void *opaque)
@@ -1281,22 +1695,70 @@ static void coroutine_fn request_co(void *opaque)
     NBDRequestData *rd = opaque;
     NBDClient *c = rd->client;
 
-    if (handle_request(c, rd) < 0) {
-        /* The reply could not be sent: the stream is broken. */
-        c->closing = true;
-        nbd_sock_shutdown(&c->sock);
-    }
-    client_request_done(c, rd);
+    handle_request(c, rd);
+    rd_put(c, rd);
+    client_unref(c);
 }
 
 static void coroutine_fn client_wait_room(NBDClient *c, int64_t bytes)
 {
-    while (!c->closing && (c->in_flight >= NBD_MAX_REQUESTS ||
+    while (!c->closing && (c->in_flight >= SERVER_MAX_REQUESTS ||
            (c->in_flight > 0 &&
             c->in_flight_bytes + bytes > CLIENT_MAX_INFLIGHT_BYTES))) {
         c->recv_waiting = true;
         coroutine_yield();
     }
+}
+
+/*
+ * Buffered input: request headers (and the start of write payloads) are
+ * taken from c->rbuf, refilled with whatever the socket holds, so a burst
+ * of pipelined requests costs one recv().  Make at least need bytes
+ * available.
+ */
+static int coroutine_fn recv_fill(NBDClient *c, size_t need)
+{
+    if (c->rend - c->rstart >= need) {
+        return 0;
+    }
+    memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+    c->rend -= c->rstart;
+    c->rstart = 0;
+    while (c->rend < need) {
+        ssize_t n = nbd_sock_recv_some(&c->sock, c->rbuf + c->rend,
+                                       RBUF_SIZE - c->rend);
+        if (n < 0) {
+            return n;
+        }
+        c->rend += n;
+    }
+    return 0;
+}
+
+/* Exactly len bytes: what is buffered, then straight from the socket. */
+static int coroutine_fn recv_bytes(NBDClient *c, void *dst, size_t len)
+{
+    size_t take = MIN(len, c->rend - c->rstart);
+
+    memcpy(dst, c->rbuf + c->rstart, take);
+    c->rstart += take;
+    return take < len ? nbd_sock_read(&c->sock, (uint8_t *)dst + take,
+                                      len - take)
+                      : 0;
+}
+
+/* The export's length for checking req: the block layer's cached length
+ * (no system call), refreshed when the request reaches past it. */
+static uint64_t export_length(NBDExport *exp, const NBDRequest *req)
+{
+    BlockDriverState *bs = blk_bs(exp->blk);
+    int64_t len = bs ? bs->total_sectors * (int64_t)BDRV_SECTOR_SIZE : 0;
+
+    if (len <= 0 || req->offset > (uint64_t)len ||
+        req->len > (uint64_t)len - req->offset) {
+        len = blk_getlength(exp->blk);
+    }
+    return len < 0 ? 0 : len;
 }
 
 static int coroutine_fn client_transmission(NBDClient *c)
@@ -1306,8 +1768,12 @@ static int coroutine_fn client_transmission(NBDClient *c)
     size_t hdr_len = c->extended ? NBD_EXTENDED_REQUEST_SIZE
                                  : NBD_REQUEST_SIZE;
 
+    c->rbuf = g_malloc(RBUF_SIZE);
+    c->refcnt++;                 /* the sender's reference */
+    c->sender_co = coroutine_create(sender_co, c);
+    aio_co_enter(c->sock.ctx, c->sender_co);
+
     for (;;) {
-        uint8_t hdr[NBD_EXTENDED_REQUEST_SIZE];
         NBDRequestData *rd;
         const char *msg;
         bool fatal, ok;
@@ -1318,33 +1784,36 @@ static int coroutine_fn client_transmission(NBDClient *c)
         if (c->closing) {
             return 0;
         }
-        if ((ret = nbd_sock_read(&c->sock, hdr, hdr_len)) < 0) {
+        if ((ret = recv_fill(c, hdr_len)) < 0) {
             return ret;
         }
-        rd = g_new0(NBDRequestData, 1);
-        rd->client = c;
+        rd = rd_get(c);
         /* The other style's magic is as wrong as garbage: out of sync. */
-        ok = c->extended ? nbd_decode_ext_request(hdr, &rd->req)
-                         : nbd_decode_request(hdr, &rd->req);
+        ok = c->extended
+             ? nbd_decode_ext_request(c->rbuf + c->rstart, &rd->req)
+             : nbd_decode_request(c->rbuf + c->rstart, &rd->req);
+        c->rstart += hdr_len;
         if (!ok) {
-            g_free(rd);
+            rd_put(c, rd);
             return -EINVAL;          /* bad magic: out of sync, drop */
         }
         if (rd->req.type == NBD_CMD_DISC) {
-            g_free(rd);
+            rd_put(c, rd);
             /* The spec: outstanding requests are handled, and answered,
-             * before the connection closes. */
+             * before the connection closes (in_flight counts a request
+             * until its reply was written). */
             while (c->in_flight > 0 && !c->closing) {
                 c->recv_waiting = true;
                 coroutine_yield();
             }
             return 0;
         }
-        err = nbd_check_request_mode(&rd->req, blk_getlength(c->exp->blk),
+        err = nbd_check_request_mode(&rd->req, export_length(c->exp,
+                                                             &rd->req),
                                      c->exp->flags, mode, c->have_meta,
                                      &msg, &fatal);
         if (fatal) {
-            g_free(rd);
+            rd_put(c, rd);
             return -EINVAL;
         }
         /* Bounded by the check above (NBD_MAX_BUFFER_SIZE).  A payload
@@ -1353,34 +1822,33 @@ static int coroutine_fn client_transmission(NBDClient *c)
         payload = nbd_request_payload_len(&rd->req, mode);
         if (payload) {
             client_wait_room(c, payload);
-            rd->payload = g_try_malloc(payload);
+            rd->payload = buf_get(c, payload, &rd->payload_cap);
             if (!rd->payload) {
-                g_free(rd);
+                rd_put(c, rd);
                 return -ENOMEM;
             }
-            if ((ret = nbd_sock_read(&c->sock, rd->payload, payload)) < 0) {
-                g_free(rd->payload);
-                g_free(rd);
+            rd->charged = payload;
+            c->in_flight_bytes += payload;
+            if ((ret = recv_bytes(c, rd->payload, payload)) < 0) {
+                rd_put(c, rd);
                 return ret;
             }
-            rd->charged = payload;
         } else if (rd->req.type == NBD_CMD_READ && !err) {
             client_wait_room(c, rd->req.len);
             rd->charged = rd->req.len;
+            c->in_flight_bytes += rd->charged;
         }
         c->in_flight++;
-        c->in_flight_bytes += rd->charged;
-        c->refcnt++;
         if (err) {
-            co_mutex_lock(&c->send_lock);
-            ret = send_error(c, &rd->req, -err, msg);
-            co_mutex_unlock(&c->send_lock);
-            client_request_done(c, rd);
-            if (ret < 0) {
-                return ret;
-            }
+            out_error(c, &rd->req, -err, msg);
+            out_end(c, 0, NULL, 0);
+            rd_put(c, rd);
             continue;
         }
+        c->refcnt++;
+        /* Queued: it runs as soon as this coroutine waits for input, so
+         * a burst of requests read with one recv() runs back to back and
+         * their replies leave together. */
         aio_co_enter(c->sock.ctx, coroutine_create(request_co, rd));
     }
 }
@@ -1401,6 +1869,22 @@ static void client_unref(NBDClient *c)
     }
     client_reset_meta(c);
     g_array_free(c->meta_bitmaps, TRUE);
+    for (int i = 0; i < 2; i++) {
+        OutBatch *b = &c->out[i];
+        /* Normally empty: the sender released everything before it left. */
+        for (guint j = 0; j < b->bufs->len; j++) {
+            qb_vfree(g_array_index(b->bufs, OutBuf, j).p);
+        }
+        g_array_free(b->segs, TRUE);
+        g_byte_array_free(b->arena, TRUE);
+        g_array_free(b->bufs, TRUE);
+        g_array_free(b->iov, TRUE);
+    }
+    for (int i = 0; i < NPOOLS; i++) {
+        g_ptr_array_free(c->buf_pool[i], TRUE);
+    }
+    g_ptr_array_free(c->rd_pool, TRUE);
+    g_free(c->rbuf);
     g_free(c);
     if (client_closed_cb) {
         client_closed_cb(client_closed_opaque, negotiated);
@@ -1420,10 +1904,16 @@ static void coroutine_fn client_co(void *opaque)
     c->closing = true;
     nbd_sock_shutdown(&c->sock);
     /* Requests still running hold their own references; they finish
-     * (their sends fail fast on the shut-down socket) and the last
-     * reference closes the socket. */
+     * (their replies are dropped: the socket is shut down), the sender
+     * leaves when the last one did, and the last reference closes the
+     * socket. */
     c->recv_co = NULL;
     c->recv_waiting = false;
+    c->out_closing = true;
+    if (c->sender_co && c->sender_idle) {
+        c->sender_idle = false;
+        aio_co_wake(c->sender_co);
+    }
     client_unref(c);
 }
 
@@ -1485,7 +1975,12 @@ void nbd_server_serve_fd(int fd)
     c = g_new0(NBDClient, 1);
     c->refcnt = 1;
     c->meta_bitmaps = g_array_new(FALSE, TRUE, sizeof(gboolean));
-    co_mutex_init(&c->send_lock);
+    batch_init(&c->out[0]);
+    batch_init(&c->out[1]);
+    for (int i = 0; i < NPOOLS; i++) {
+        c->buf_pool[i] = g_ptr_array_new_with_free_func(qb_vfree);
+    }
+    c->rd_pool = g_ptr_array_new_with_free_func(g_free);
     nbd_sock_init(&c->sock, fd, qb_get_aio_context());
     all_clients = g_list_append(all_clients, c);
     server_update_accept();

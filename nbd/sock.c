@@ -14,6 +14,7 @@
 #include "nbd/tls.h"
 
 #include <netdb.h>
+#include <limits.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -123,14 +124,50 @@ int coroutine_fn nbd_sock_read(NBDSock *s, void *buf, size_t len)
     return 0;
 }
 
-int coroutine_fn nbd_sock_writev(NBDSock *s, struct iovec *iov, int niov)
+/*
+ * Read what the socket has, at least one byte and at most len: the
+ * server's buffered request reader takes many request headers with one
+ * system call.  >0 bytes read, or -errno (-ECONNRESET on EOF).
+ */
+ssize_t coroutine_fn nbd_sock_recv_some(NBDSock *s, void *buf, size_t len)
 {
-    /* Advance through a private copy: callers keep their iovecs. */
-    g_autofree struct iovec *v = g_memdup2(iov, sizeof(*iov) * niov);
+    for (;;) {
+        ssize_t n;
+
+        if (s->shutdown) {
+            return -ESHUTDOWN;
+        }
+        if (s->tls) {
+            bool out = false;
+            n = nbd_tls_recv(s, buf, len, &out);
+            if (n == -EAGAIN) {
+                nbd_sock_wait(s, out);
+                continue;
+            }
+            return n == 0 ? -ECONNRESET : n;
+        }
+        n = recv(s->fd, buf, len, 0);
+        if (n > 0) {
+            return n;
+        } else if (n == 0) {
+            return -ECONNRESET;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            nbd_sock_wait(s, false);
+        } else if (errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
+int coroutine_fn nbd_sock_writev_consume(NBDSock *s, struct iovec *v,
+                                         int niov)
+{
     int i = 0;
 
     while (i < niov) {
-        struct msghdr msg = { .msg_iov = v + i, .msg_iovlen = niov - i };
+        /* sendmsg() takes at most IOV_MAX elements; the rest follows. */
+        struct msghdr msg = { .msg_iov = v + i,
+                              .msg_iovlen = MIN(niov - i, IOV_MAX) };
         ssize_t n;
 
         if (v[i].iov_len == 0) {
@@ -174,6 +211,21 @@ int coroutine_fn nbd_sock_writev(NBDSock *s, struct iovec *iov, int niov)
         }
     }
     return 0;
+}
+
+int coroutine_fn nbd_sock_writev(NBDSock *s, struct iovec *iov, int niov)
+{
+    /* Advance through a private copy: callers keep their iovecs.  Small
+     * vectors (every header + payload write) stay on the stack. */
+    struct iovec local[8];
+    g_autofree struct iovec *heap = NULL;
+    struct iovec *v = local;
+
+    if (niov > (int)G_N_ELEMENTS(local)) {
+        v = heap = g_new(struct iovec, niov);
+    }
+    memcpy(v, iov, sizeof(*iov) * niov);
+    return nbd_sock_writev_consume(s, v, niov);
 }
 
 int coroutine_fn nbd_sock_write(NBDSock *s, const void *buf, size_t len)

@@ -256,6 +256,12 @@ void nbd_sock_init(NBDSock *s, int fd, AioContext *ctx);
 int coroutine_fn nbd_sock_read(NBDSock *s, void *buf, size_t len);
 int coroutine_fn nbd_sock_write(NBDSock *s, const void *buf, size_t len);
 int coroutine_fn nbd_sock_writev(NBDSock *s, struct iovec *iov, int niov);
+/* nbd_sock_writev that advances the caller's iovec in place (no copy). */
+int coroutine_fn nbd_sock_writev_consume(NBDSock *s, struct iovec *iov,
+                                         int niov);
+/* Read 1..len bytes, whatever is available once the socket is readable:
+ * >0, or -errno (-ECONNRESET on EOF). */
+ssize_t coroutine_fn nbd_sock_recv_some(NBDSock *s, void *buf, size_t len);
 /* Park until the fd is ready for reading (out false) or writing. */
 void coroutine_fn nbd_sock_wait(NBDSock *s, bool out);
 /* Shut the socket down and wake any coroutine parked on it. */

@@ -11,8 +11,12 @@
  *
  * Variants: cluster sizes 512 B, 64 KiB and 2 MiB, extended L2, a backing
  * file, an internal snapshot taken mid-run (in a drained section, as QMP
- * does) and blkdebug-injected I/O errors (the image must stay consistent:
- * leaks at most, and every byte not touched by a failed request intact).
+ * does), blkdebug-injected I/O errors (the image must stay consistent:
+ * leaks at most, and every byte not touched by a failed request intact)
+ * and a third of the requests compressed writes (compressed clusters are
+ * read, overwritten and freed while others inflate them without the
+ * driver lock).  Every run also compares the driver's overlap-check index
+ * with its tables at every check (QBLOCK_QCOW2_OL_VERIFY).
  */
 #include "block/block-int.h"
 #include "block/block-backend.h"
@@ -44,6 +48,7 @@ typedef struct Stress {
     bool compressed_ok;
     bool snapshot;           /* one worker takes a snapshot halfway */
     bool snapshot_taken;
+    bool compressed_heavy;   /* a third of the ops compressed writes */
     int mismatches;
     uint32_t seed;
 } Stress;
@@ -114,6 +119,12 @@ static void coroutine_fn worker(void *opaque)
         IOVector q;
 
         st->ops_left--;
+        if (st->compressed_heavy && op < 30) {
+            /* Compressed clusters read (inflated outside the driver
+             * lock), overwritten, partly rewritten (copy-on-write from
+             * compressed data) and discarded concurrently. */
+            op = 85 + op % 5;
+        }
         if (st->snapshot && !st->snapshot_taken && st->ops_left < 600) {
             take_snapshot(st);
             continue;
@@ -238,6 +249,7 @@ typedef struct Variant {
     bool snapshot;
     bool inject;
     int ops;
+    bool compressed_heavy;
 } Variant;
 
 static void run_variant(gconstpointer data)
@@ -269,6 +281,7 @@ static void run_variant(gconstpointer data)
     st.expect_errors = v->inject;
     st.compressed_ok = true;
     st.snapshot = v->snapshot;
+    st.compressed_heavy = v->compressed_heavy;
 
     if (v->backing) {
         /* Backing content the overlay's COW has to carry. */
@@ -376,7 +389,136 @@ static const Variant variants[] = {
     { "snapshot", 64 * KiB, false, true, true, false, 3000 },
     { "inject", 64 * KiB, false, false, false, true, 2000 },
     { "inject-extl2-backing", 64 * KiB, true, true, false, true, 2000 },
+    { "compressed", 64 * KiB, false, false, false, false, 3000, true },
+    { "compressed-c4k-backing", 4 * KiB, false, true, false, false, 3000,
+      true },
 };
+
+/*
+ * A compressed cluster is inflated without the driver lock: a read is
+ * stopped (blkdebug breakpoint on read_compressed) after its lookup, then
+ * a write to the other half of the cluster replaces it (copy-on-write from
+ * the compressed data, L2 update, free of the compressed bytes) and a
+ * write to a fresh cluster allocates.  The freed host cluster must not be
+ * reused (and overwritten) before the stopped read has read it: the free
+ * waits for the read's in-flight record.  Without that record the fresh
+ * write lands on the compressed bytes and the read returns garbage.
+ */
+typedef struct RwCo {
+    BlockBackend *blk;
+    int64_t off, len;
+    uint8_t *buf;
+    bool write;
+    int ret;
+    bool done;
+} RwCo;
+
+static void coroutine_fn rw_co(void *opaque)
+{
+    RwCo *c = opaque;
+    IOVector q;
+
+    qiov_init_buf(&q, c->buf, c->len);
+    c->ret = c->write ? blk_co_pwritev(c->blk, c->off, c->len, &q, 0)
+                      : blk_co_preadv(c->blk, c->off, c->len, &q, 0);
+    qiov_destroy(&q);
+    c->done = true;
+    aio_notify(qb_get_aio_context());
+}
+
+/* Poll until *flag (bounded by time). */
+static void poll_until(bool *flag)
+{
+    gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    while (!*flag) {
+        aio_poll(qb_get_aio_context(), true);
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+}
+
+/* Run the event loop for about ms milliseconds without blocking on it. */
+static void poll_for(int ms)
+{
+    gint64 end = g_get_monotonic_time() + ms * 1000;
+    while (g_get_monotonic_time() < end) {
+        aio_poll(qb_get_aio_context(), false);
+        g_usleep(200);
+    }
+}
+
+static void test_compressed_read_vs_free(void)
+{
+    g_autofree char *img = g_strdup_printf("%s/rvf.qcow2", tmpdir);
+    g_autofree char *cmd = NULL;
+    g_autofree uint8_t *buf = g_malloc(128 * KiB);
+    g_autofree uint8_t *rd = g_malloc(32 * KiB);
+    g_autofree uint8_t *w1 = g_malloc(32 * KiB), *w2 = g_malloc(64 * KiB);
+    BlockBackend *blk;
+    BlockDriverState *bs;
+    bool suspended = false;
+    json_t *o;
+
+    if (!have_qemu_img) {
+        g_test_skip("qemu-img not installed");
+        return;
+    }
+    cmd = g_strdup_printf("qemu-img create -q -f qcow2 %s 4M", img);
+    g_assert_cmpint(run_cmd(cmd, NULL), ==, 0);
+    o = json_pack("{s:s, s:{s:s, s:{s:s, s:s}}}", "driver", "qcow2",
+                  "file", "driver", "blkdebug", "image", "driver", "file",
+                  "filename", img);
+    blk = blk_new_open(NULL, NULL, o, BDRV_O_RDWR, &error_abort);
+    bs = blk_bs(blk);
+
+    memset(buf, 0x11, 32 * KiB);
+    memset(buf + 32 * KiB, 0x22, 32 * KiB);
+    g_assert_cmpint(blk_pwrite(blk, 0, 64 * KiB, buf,
+                               BDRV_REQ_WRITE_COMPRESSED), >=, 0);
+
+    g_assert_cmpint(bdrv_debug_breakpoint(bs, "read_compressed", "A"), ==,
+                    0);
+    RwCo r = { .blk = blk, .off = 0, .len = 32 * KiB, .buf = rd };
+    coroutine_enter(coroutine_create(rw_co, &r));
+    {
+        gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+        while (!(suspended = bdrv_debug_is_suspended(bs, "A"))) {
+            aio_poll(qb_get_aio_context(), true);
+            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        }
+    }
+    /* Replaces the compressed cluster; its free must wait for r. */
+    memset(w1, 0x33, 32 * KiB);
+    RwCo w = { .blk = blk, .off = 32 * KiB, .len = 32 * KiB, .buf = w1,
+               .write = true };
+    coroutine_enter(coroutine_create(rw_co, &w));
+    poll_for(50);
+    /* A fresh cluster: must not get the compressed bytes' cluster. */
+    memset(w2, 0x44, 64 * KiB);
+    RwCo w2c = { .blk = blk, .off = 64 * KiB, .len = 64 * KiB, .buf = w2,
+                 .write = true };
+    coroutine_enter(coroutine_create(rw_co, &w2c));
+    poll_until(&w2c.done);
+    g_assert_cmpint(w2c.ret, >=, 0);
+
+    g_assert_cmpint(bdrv_debug_resume(bs, "A"), ==, 0);
+    poll_until(&r.done);
+    poll_until(&w.done);
+    g_assert_cmpint(r.ret, >=, 0);
+    g_assert_cmpint(w.ret, >=, 0);
+    for (int i = 0; i < 32 * KiB; i++) {
+        g_assert_cmpint(rd[i], ==, 0x11);
+    }
+    g_assert_cmpint(blk_pread(blk, 0, 128 * KiB, buf, 0), >=, 0);
+    for (int i = 0; i < 128 * KiB; i++) {
+        g_assert_cmpint(buf[i], ==, i < 32 * KiB ? 0x11 : i < 64 * KiB ?
+                        0x33 : 0x44);
+    }
+    blk_unref(blk);
+    g_free(cmd);
+    cmd = g_strdup_printf("qemu-img check -q -f qcow2 %s", img);
+    g_assert_cmpint(run_cmd(cmd, NULL), ==, 0);
+    unlink(img);
+}
 
 int main(int argc, char **argv)
 {
@@ -384,6 +526,9 @@ int main(int argc, char **argv)
     int ret;
 
     g_test_init(&argc, &argv, NULL);
+    /* Every overlap check answered from the driver's index of metadata
+     * clusters is compared with a walk of the tables (abort if stale). */
+    g_setenv("QBLOCK_QCOW2_OL_VERIFY", "1", true);
     bdrv_register_builtin_drivers();
     have_qemu_img = qi != NULL;
     tmpdir = g_dir_make_tmp("qblock-test-qcow2-conc-XXXXXX", NULL);
@@ -393,6 +538,8 @@ int main(int argc, char **argv)
                                                 variants[i].name);
         g_test_add_data_func(path, &variants[i], run_variant);
     }
+    g_test_add_func("/qcow2-concurrency/compressed-read-vs-free",
+                    test_compressed_read_vs_free);
     ret = g_test_run();
     rmdir(tmpdir);
     g_free(tmpdir);

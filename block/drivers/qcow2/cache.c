@@ -111,7 +111,11 @@ static int do_io(Qcow2Cache *c, bool write, uint64_t offset, void *buf)
         BLKDBG_EVENT(c->bs->file, c->ol_ign == QCOW2_OL_ACTIVE_L2
                      ? BLKDBG_EV_L2_UPDATE : BLKDBG_EV_REFBLOCK_UPDATE_PART);
         ret = bdrv_pwrite(c->bs->file, offset, c->entry_size, buf, 0);
-        return ret < 0 ? ret : 0;
+        if (ret < 0) {
+            return ret;
+        }
+        qcow2_note_file_end(c->bs->opaque, offset + c->entry_size);
+        return 0;
     }
     if (c->ol_ign == QCOW2_OL_ACTIVE_L2) {
         BLKDBG_EVENT(c->bs->file, BLKDBG_EV_L2_LOAD);
@@ -293,6 +297,11 @@ void qcow2_cache_clean_unused(Qcow2Cache *c)
 
 int qcow2_cache_empty(Qcow2Cache *c)
 {
+    /* Emptied by wholesale rebuilds (check's refcount rebuild, make_empty)
+     * that change table offsets: the overlap index goes with it. */
+    if (c->bs && c->bs->opaque) {
+        qcow2_ol_index_invalidate(c->bs->opaque);
+    }
     for (int i = 0; i < c->size; i++) {
         if (c->entries[i].ref) {
             return -EBUSY;

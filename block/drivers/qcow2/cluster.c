@@ -294,7 +294,7 @@ int qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size, bool exact)
         return ret;
     }
     BLKDBG_EVENT(bs->file, BLKDBG_EV_L1_GROW_ALLOC_TABLE);
-    new_offset = qcow2_alloc_clusters(bs, new_size * 8);
+    new_offset = qcow2_alloc_own_clusters(bs, new_size * 8);
     if (new_offset < 0) {
         return new_offset;
     }
@@ -311,6 +311,7 @@ int qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size, bool exact)
     if (ret < 0) {
         goto fail;
     }
+    qcow2_note_file_end(s, new_offset + new_size * 8);
     {
         uint32_t sz = GUINT32_TO_BE((uint32_t)new_size);
         uint64_t of = GUINT64_TO_BE((uint64_t)new_offset);
@@ -325,6 +326,7 @@ int qcow2_grow_l1_table(BlockDriverState *bs, uint64_t min_size, bool exact)
     for (uint64_t i = 0; i < new_size; i++) {
         new_table[i] = GUINT64_FROM_BE(new_table[i]);
     }
+    qcow2_ol_index_invalidate(s);
     g_free(s->l1_table);
     s->l1_table = g_steal_pointer(&new_table);
     s->l1_size = new_size;
@@ -355,7 +357,7 @@ static int alloc_l2_table(BlockDriverState *bs, uint64_t l1_index)
     int64_t l2;
     int ret;
 
-    l2 = qcow2_alloc_clusters(bs, s->cluster_size);
+    l2 = qcow2_alloc_own_clusters(bs, s->cluster_size);   /* cache.c notes */
     if (l2 < 0) {
         return l2;
     }
@@ -393,6 +395,7 @@ static int alloc_l2_table(BlockDriverState *bs, uint64_t l1_index)
     if (ret < 0) {
         goto fail;
     }
+    qcow2_ol_index_invalidate(s);
     s->l1_table[l1_index] = l2 | QCOW_OFLAG_COPIED;
     ret = qcow2_write_l1_entry(bs, l1_index);
     if (ret < 0) {

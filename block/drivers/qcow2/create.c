@@ -194,11 +194,14 @@ static int copy_head(BlockDriverState *bs, int64_t old_size, int64_t host)
           type == QCOW2_SC_UNALLOCATED_ALLOC) && !bs->backing)) {
         return 0;
     }
-    if (type != QCOW2_SC_NORMAL || (int64_t)bytes < head) {
-        return -ENOTSUP;
-    }
     buf = g_malloc(head);
-    ret = bdrv_pread(bs->file, src, head, buf, 0);
+    if (type != QCOW2_SC_NORMAL || (int64_t)bytes < head) {
+        /* Compressed, from the backing file, or mixed subclusters: the
+         * guest content, as QEMU copies it (H33, data.c). */
+        ret = qcow2_read_cluster_locked(bs, old_size - head, head, buf);
+    } else {
+        ret = bdrv_pread(bs->file, src, head, buf, 0);
+    }
     if (ret < 0) {
         return ret;
     }

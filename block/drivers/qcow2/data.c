@@ -11,7 +11,7 @@
  * runs; writes that change L2 entries (allocation, copy-on-write) keep
  * other writers of their guest clusters waiting, and nothing frees a host
  * cluster while data I/O to it is in flight.  Compressed data is
- * (de)compressed outside the lock: compression in the thread pool.
+ * compressed and inflated outside the lock, in the thread pool.
  */
 #include "qcow2.h"
 #include "bitmap.h"
@@ -45,6 +45,24 @@ void qcow2_inflight_del(BDRVQcow2State *s, Qcow2InflightIO *io)
 
 /* Is a write by another request than self registered on a guest cluster
  * of [start, end)?  alloc_only: only writes that will change L2 entries. */
+/*
+ * May this request's allocations grow the image file ahead (refcount.c,
+ * grow_file_ahead)?  Only while another write is in flight: writes past
+ * the end of file are synchronous, which costs nothing to a lone writer
+ * (it waits for its write anyway), while a write into the sparse tail has
+ * the file system convert its extent when it completes (4 KiB writes at
+ * depth 1: 0.134 s grown vs 0.101 s extending, 1024 writes).
+ */
+static bool writes_in_flight(BDRVQcow2State *s)
+{
+    for (GList *l = s->inflight_io; l; l = l->next) {
+        if (((Qcow2InflightIO *)l->data)->write) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool guest_busy(BDRVQcow2State *s, int64_t start, int64_t end,
                        bool alloc_only)
 {
@@ -87,6 +105,9 @@ void coroutine_fn qcow2_wait_host_idle(BlockDriverState *bs, int64_t offset,
 void coroutine_fn qcow2_quiesce_data_io(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
+    /* Wholesale operations change table offsets in place: the overlap
+     * index is rebuilt by the first data write after them (invariant 18). */
+    qcow2_ol_index_invalidate(s);
     while (s->inflight_io) {
         co_queue_wait(&s->inflight_queue, &s->lock);
     }
@@ -136,15 +157,55 @@ static int read_backing(BlockDriverState *bs, int64_t offset, int64_t len,
     return 0;
 }
 
-static int read_compressed(BlockDriverState *bs, uint64_t l2_entry,
-                           int64_t offset, int64_t len, IOVector *qiov,
-                           size_t qoff)
+typedef struct DecompressJob {
+    int type;
+    void *dest;
+    size_t dest_size;
+    const void *src;
+    size_t src_size;
+    int ret;
+} DecompressJob;
+
+static int decompress_job(void *opaque)
+{
+    DecompressJob *j = opaque;
+    j->ret = qcow2_decompress(j->type, j->dest, j->dest_size, j->src,
+                              j->src_size);
+    return 0;
+}
+
+/* Host bytes [*start, *end) holding a compressed cluster's data (what a
+ * reader registers in flight; clusters are freed in 512-byte sectors). */
+static void compressed_host_range(BDRVQcow2State *s, uint64_t l2_entry,
+                                  int64_t *start, int64_t *end)
+{
+    uint64_t coff;
+    int csize;
+
+    qcow2_parse_compressed_l2_entry(s, l2_entry, &coff, &csize);
+    *start = coff & ~UINT64_C(511);
+    *end = coff + csize;
+}
+
+/*
+ * Guest bytes [offset, offset+len) of the compressed cluster l2_entry
+ * into qiov at qoff.  Runs without s->lock: the caller's in-flight record
+ * (its read of the compressed bytes, or the alloc record of a write that
+ * replaces the cluster) keeps the bytes from being freed and reused.  The
+ * inflation runs in the thread pool, so concurrent readers (convert's
+ * coroutines) use every core, as compression does.
+ */
+static int coroutine_fn read_compressed(BlockDriverState *bs,
+                                        uint64_t l2_entry, int64_t offset,
+                                        int64_t len, IOVector *qiov,
+                                        size_t qoff)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t coff;
     int csize, ret;
     int64_t flen;
     g_autofree uint8_t *in = NULL, *out = NULL;
+    DecompressJob job;
 
     qcow2_parse_compressed_l2_entry(s, l2_entry, &coff, &csize);
     flen = bdrv_getlength(bs->file->bs);
@@ -167,18 +228,22 @@ static int read_compressed(BlockDriverState *bs, uint64_t l2_entry,
     if (ret < 0) {
         return ret;
     }
-    ret = qcow2_decompress(s->compression_type, out, s->cluster_size, in,
-                           csize);
-    if (ret < 0) {
+    job = (DecompressJob) {
+        .type = s->compression_type, .dest = out,
+        .dest_size = s->cluster_size, .src = in, .src_size = csize,
+    };
+    thread_pool_submit_co(aio_get_thread_pool(qb_get_current_aio_context()),
+                          decompress_job, &job);
+    if (job.ret < 0) {
         return -EIO;
     }
     qiov_from_buf(qiov, qoff, out + qcow2_offset_into_cluster(s, offset), len);
     return 0;
 }
 
-/* Read with s->lock held by the caller iff locked. */
-static int qcow2_read(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                      IOVector *qiov, size_t qoff, bool locked)
+/* Read guest bytes; takes s->lock for each lookup, never across I/O. */
+static int coroutine_fn qcow2_read(BlockDriverState *bs, int64_t offset,
+                                   int64_t bytes, IOVector *qiov, size_t qoff)
 {
     BDRVQcow2State *s = bs->opaque;
     int ret = 0;
@@ -186,26 +251,21 @@ static int qcow2_read(BlockDriverState *bs, int64_t offset, int64_t bytes,
     while (bytes > 0) {
         uint64_t cur = bytes, host;
         Qcow2SubclusterType type;
-        Qcow2InflightIO io;
+        Qcow2InflightIO io = { 0 };
 
-        if (!locked) {
-            co_mutex_lock(&s->lock);
-        }
+        co_mutex_lock(&s->lock);
         ret = qcow2_get_host_offset(bs, offset, &cur, &host, &type);
-        if (ret == 0 && type == QCOW2_SC_COMPRESSED) {
-            /* Decompress under the lock: the cluster may be freed. */
-            ret = read_compressed(bs, host, offset, cur, qiov, qoff);
-            type = QCOW2_SC_INVALID;   /* done */
-        }
-        /* Registered before the lock goes: the cluster can't be freed
-         * (and reused) while we read it. */
-        io = (Qcow2InflightIO) { .host_start = host, .host_end = host + cur };
-        if (ret == 0 && !locked && type == QCOW2_SC_NORMAL) {
+        /* Registered before the lock goes: the host bytes can't be freed
+         * (and reused) while we read them (invariant 14). */
+        if (ret == 0 && type == QCOW2_SC_NORMAL) {
+            io.host_start = host;
+            io.host_end = host + cur;
+            qcow2_inflight_add(s, &io);
+        } else if (ret == 0 && type == QCOW2_SC_COMPRESSED) {
+            compressed_host_range(s, host, &io.host_start, &io.host_end);
             qcow2_inflight_add(s, &io);
         }
-        if (!locked) {
-            co_mutex_unlock(&s->lock);
-        }
+        co_mutex_unlock(&s->lock);
         if (ret < 0) {
             return ret;
         }
@@ -218,15 +278,17 @@ static int qcow2_read(BlockDriverState *bs, int64_t offset, int64_t bytes,
         case QCOW2_SC_UNALLOCATED_ALLOC:
             ret = read_backing(bs, offset, cur, qiov, qoff);
             break;
+        case QCOW2_SC_COMPRESSED:
+            ret = read_compressed(bs, host, offset, cur, qiov, qoff);
+            qcow2_inflight_del(s, &io);
+            break;
         case QCOW2_SC_NORMAL: {
             IOVector sl;
             qiov_init_slice(&sl, qiov, qoff, cur);
             BLKDBG_EVENT(bs->file, BLKDBG_EV_READ_AIO);
             ret = bdrv_co_preadv(s->data_file, host, cur, &sl, 0);
             qiov_destroy(&sl);
-            if (!locked) {
-                qcow2_inflight_del(s, &io);
-            }
+            qcow2_inflight_del(s, &io);
             break;
         }
         default:
@@ -250,7 +312,7 @@ int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,
     if (s->broken) {
         return -ENOMEDIUM;   /* QEMU detaches the driver: "No medium" */
     }
-    return qcow2_read(bs, offset, bytes, qiov, 0, false);
+    return qcow2_read(bs, offset, bytes, qiov, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -404,6 +466,32 @@ static bool bad_host_offset(BlockDriverState *bs, uint64_t entry)
     return false;
 }
 
+int coroutine_fn qcow2_read_cluster_locked(BlockDriverState *bs,
+                                           int64_t offset, int64_t len,
+                                           uint8_t *buf)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t cl = qcow2_start_of_cluster(s, offset);
+    uint64_t *slice, entry = 0, bitmap = 0;
+    int idx, ret;
+
+    assert(offset - cl + len <= s->cluster_size);
+    ret = qcow2_get_l2_slice(bs, cl, false, &slice, &idx);
+    if (ret < 0) {
+        return ret;
+    }
+    if (slice) {
+        entry = qcow2_l2_entry(s, slice, idx);
+        bitmap = qcow2_l2_bitmap(s, slice, idx);
+        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
+    }
+    if (bad_host_offset(bs, entry)) {
+        return -EIO;
+    }
+    return read_cluster_content(bs, cl, entry, bitmap, offset - cl, len,
+                                buf);
+}
+
 /*
  * Decide the next step of writing guest [offset, offset+bytes), allocate
  * its host clusters and register it in flight.  s->lock held (may be
@@ -425,7 +513,10 @@ static int coroutine_fn plan_step(BlockDriverState *bs, int64_t offset,
     WriteKind kind;
 
     for (;;) {
+        /* Data-path allocations may grow the file ahead (refcount.c). */
+        s->grow_ok = writes_in_flight(s);
         ret = qcow2_get_l2_slice(bs, cl, true, &slice, &idx);
+        s->grow_ok = false;
         if (ret < 0) {
             return ret;
         }
@@ -478,13 +569,16 @@ static int coroutine_fn plan_step(BlockDriverState *bs, int64_t offset,
     qcow2_cache_put(s->l2_table_cache, (void **)&slice);
 
     if (kind == WK_FRESH) {
+        s->grow_ok = writes_in_flight(s);
         st->host = qcow2_has_data_file(s) ? cl :
-                   qcow2_alloc_clusters(bs, st->n * cs);
+                   qcow2_alloc_own_clusters(bs, st->n * cs);
+        s->grow_ok = false;
         if (st->host < 0) {
             return st->host;
         }
     }
     if (!qcow2_has_data_file(s)) {
+        qcow2_ol_index_refresh(bs);
         ret = qcow2_pre_write_overlap_check(bs, 0, st->host + st->wa,
                                             st->wb - st->wa);
         if (ret < 0) {
@@ -504,6 +598,59 @@ static int coroutine_fn plan_step(BlockDriverState *bs, int64_t offset,
     return 0;
 }
 
+/*
+ * Zeros for copy-on-write of clusters that read as zero and for write-
+ * zeroes fallbacks: never written to (O_DIRECT writes only read from it),
+ * and in .bss, so untouched pages all map the kernel's zero page.  Saves a
+ * per-request allocation, memset and page faults on every first write to
+ * a fresh cluster (a quarter of the CPU time of 4 KiB writes to fresh
+ * 64 KiB clusters).
+ */
+static uint8_t zero_cow[2 * MiB] __attribute__((aligned(4096)));
+static int64_t zero_cow_touched;
+
+/* zero_cow, its first len bytes backed by pages of our own: direct I/O
+ * pins the zero page only through the slow get_user_pages path.  (Threads
+ * racing here all store zeros over zeros.) */
+static uint8_t *zeros(int64_t len)
+{
+    if (len > zero_cow_touched) {
+        memset(zero_cow, 0, len);
+        zero_cow_touched = len;
+    }
+    return zero_cow;
+}
+
+/* Does [off, off+len) of the cluster (entry, bitmap) read as zeros without
+ * any I/O (zero, or unallocated without a backing file)? */
+static bool cow_reads_zero(BlockDriverState *bs, uint64_t entry,
+                           uint64_t bitmap, int64_t off, int64_t len)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (entry & QCOW_OFLAG_COMPRESSED) {
+        return false;
+    }
+    for (int64_t pos = QB_ALIGN_DOWN(off, s->subcluster_size);
+         pos < off + len; pos += s->subcluster_size) {
+        switch (qcow2_get_subcluster_type(s, entry, bitmap,
+                                          pos >> s->subcluster_bits)) {
+        case QCOW2_SC_ZERO_PLAIN:
+        case QCOW2_SC_ZERO_ALLOC:
+            break;
+        case QCOW2_SC_UNALLOCATED_PLAIN:
+        case QCOW2_SC_UNALLOCATED_ALLOC:
+            if (bs->backing) {
+                return false;
+            }
+            break;
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
 /* The data transfer of a step: s->lock not held.  qiov NULL: zeros. */
 static int coroutine_fn step_io(BlockDriverState *bs, WriteStep *st,
                                 IOVector *qiov, size_t qoff,
@@ -513,9 +660,15 @@ static int coroutine_fn step_io(BlockDriverState *bs, WriteStep *st,
     int64_t head = st->a - st->wa, tail = st->wb - st->b;
     int64_t len = st->b - st->a;
     int64_t last_cl = st->cl + (int64_t)(st->n - 1) * s->cluster_size;
+    int64_t tail_off = st->b - (last_cl - st->cl);
+    bool hz = head && cow_reads_zero(bs, st->head_entry, st->head_bitmap,
+                                     st->wa, head);
+    bool tz = tail && cow_reads_zero(bs, st->tail_entry, st->tail_bitmap,
+                                     tail_off, tail);
+    bool zz = !qiov && len <= (int64_t)sizeof(zero_cow);
     uint8_t *hbuf = NULL, *tbuf = NULL, *zbuf = NULL;
     IOVector q;
-    int ret;
+    int ret = 0;
 
     flags &= BDRV_REQ_FUA;
     if (!head && !tail && qiov) {
@@ -525,10 +678,11 @@ static int coroutine_fn step_io(BlockDriverState *bs, WriteStep *st,
         qiov_destroy(&q);
         return ret < 0 ? ret : 0;
     }
-    hbuf = head ? qb_try_memalign(QB_MEM_ALIGN, head) : NULL;
-    tbuf = tail ? qb_try_memalign(QB_MEM_ALIGN, tail) : NULL;
-    zbuf = qiov ? NULL : qb_try_memalign(QB_MEM_ALIGN, len);
-    if ((head && !hbuf) || (tail && !tbuf) || (!qiov && !zbuf)) {
+    hbuf = head && !hz ? qb_try_memalign(QB_MEM_ALIGN, head) : NULL;
+    tbuf = tail && !tz ? qb_try_memalign(QB_MEM_ALIGN, tail) : NULL;
+    zbuf = !qiov && !zz ? qb_try_memalign(QB_MEM_ALIGN, len) : NULL;
+    if ((head && !hz && !hbuf) || (tail && !tz && !tbuf) ||
+        (!qiov && !zz && !zbuf)) {
         ret = -ENOMEM;
         goto out;
     }
@@ -537,28 +691,31 @@ static int coroutine_fn step_io(BlockDriverState *bs, WriteStep *st,
     if (head || tail) {
         BLKDBG_EVENT(bs->file, BLKDBG_EV_COW_READ);
     }
-    ret = read_cluster_content(bs, st->cl, st->head_entry, st->head_bitmap,
-                               st->wa, head, hbuf);
-    if (ret == 0) {
+    if (head && !hz) {
+        ret = read_cluster_content(bs, st->cl, st->head_entry,
+                                   st->head_bitmap, st->wa, head, hbuf);
+    }
+    if (ret == 0 && tail && !tz) {
         ret = read_cluster_content(bs, last_cl, st->tail_entry,
-                                   st->tail_bitmap, st->b - (last_cl - st->cl),
-                                   tail, tbuf);
+                                   st->tail_bitmap, tail_off, tail, tbuf);
     }
     if (ret < 0) {
         goto out;
     }
     qiov_init(&q, 3);
     if (head) {
-        qiov_add(&q, hbuf, head);
+        qiov_add(&q, hz ? zeros(head) : hbuf, head);
     }
     if (qiov) {
         qiov_concat(&q, qiov, qoff, len);
+    } else if (zz) {
+        qiov_add(&q, zeros(len), len);
     } else {
         memset(zbuf, 0, len);
         qiov_add(&q, zbuf, len);
     }
     if (tail) {
-        qiov_add(&q, tbuf, tail);
+        qiov_add(&q, tz ? zeros(tail) : tbuf, tail);
     }
     BLKDBG_EVENT(bs->file, qiov ? BLKDBG_EV_COW_WRITE : BLKDBG_EV_WRITE_AIO);
     ret = bdrv_co_pwritev(s->data_file, st->host + st->wa, st->wb - st->wa,
@@ -649,6 +806,9 @@ static int coroutine_fn write_locked(BlockDriverState *bs, int64_t offset,
         }
         co_mutex_unlock(&s->lock);
         ret = step_io(bs, &st, qiov, qoff, flags);
+        if (ret == 0 && !qcow2_has_data_file(s)) {
+            qcow2_note_file_end(s, st.host + st.wb);
+        }
         done = st.b - st.a;
         if (st.kind == WK_REWRITE) {
             /* No metadata to update: done without the lock. */
@@ -731,7 +891,7 @@ static int coroutine_fn compressed_write_cluster(BlockDriverState *bs,
     Qcow2InflightIO io;
     uint64_t *slice, old;
     int idx, ret;
-    int64_t coff;
+    int64_t coff = 0;
     ssize_t csize;
 
     qiov_to_buf(qiov, qoff, in, len);
@@ -759,13 +919,25 @@ static int coroutine_fn compressed_write_cluster(BlockDriverState *bs,
     }
     /* The entry changes: wait for every in-flight write to the cluster. */
     wait_guest_idle(bs, offset, offset + cs, false);
-    coff = qcow2_alloc_bytes(bs, csize);
+    /* The L2 table first, then the bytes: QEMU's order, so the image
+     * (and the file's end) come out the same. */
+    s->grow_ok = writes_in_flight(s);
+    ret = qcow2_get_l2_slice(bs, offset, true, &slice, &idx);
+    if (ret == 0) {
+        qcow2_cache_put(s->l2_table_cache, (void **)&slice);
+        coff = qcow2_alloc_bytes(bs, csize);
+    }
+    s->grow_ok = false;
+    if (ret < 0) {
+        goto out_unlock;
+    }
     if (coff < 0) {
         ret = coff;
         goto out_unlock;
     }
     /* QEMU raises this when the entry is decided, before the data write. */
     BLKDBG_EVENT(bs->file, BLKDBG_EV_L2_UPDATE_COMPRESSED);
+    qcow2_ol_index_refresh(bs);
     ret = qcow2_pre_write_overlap_check(bs, 0, coff, csize);
     if (ret < 0) {
         qcow2_free_clusters(bs, coff, csize, QCOW2_DISCARD_NEVER);
@@ -781,6 +953,9 @@ static int coroutine_fn compressed_write_cluster(BlockDriverState *bs,
 
     BLKDBG_EVENT(bs->file, BLKDBG_EV_WRITE_COMPRESSED);
     ret = bdrv_co_pwrite(bs->file, coff, csize, out, 0);
+    if (ret >= 0) {
+        qcow2_note_file_end(s, coff + csize);
+    }
 
     co_mutex_lock(&s->lock);
     if (ret >= 0) {
@@ -1118,7 +1293,7 @@ static int preallocate_metadata(BlockDriverState *bs, int64_t from, int64_t to)
             continue;
         }
         int64_t h = qcow2_has_data_file(s) ? cl :
-                    qcow2_alloc_clusters(bs, (int64_t)n << s->cluster_bits);
+                    qcow2_alloc_own_clusters(bs, (int64_t)n << s->cluster_bits);
         if (h < 0) {
             qcow2_cache_put(s->l2_table_cache, (void **)&slice);
             return h;
@@ -1159,8 +1334,10 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
         error_setg(errp, "The new size must be a multiple of 512");
         return -EINVAL;
     }
-    if (s->nb_snapshots) {
-        error_setg(errp, "Can't resize an image which has snapshots");
+    /* v3 records each snapshot's disk size, so the snapshots keep theirs
+     * (QEMU 7.2 resizes such images both ways); v2 doesn't. */
+    if (s->nb_snapshots && s->hi.h.version < 3) {
+        error_setg(errp, "Can't resize a v2 image which has snapshots");
         return -ENOTSUP;
     }
     if (qcow2_truncate_bitmaps_check(bs, errp) < 0) {   /* bitmap.c */
@@ -1178,13 +1355,24 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
     /* Resizing remaps and frees clusters and tables wholesale: let every
      * data transfer finish first (none can start while we hold the lock). */
     qcow2_quiesce_data_io(bs);
+    /* Sizes below (tail trimming, preallocation layout) go by the file
+     * length: no grown-ahead tail may count. */
+    qcow2_trim_file_ahead(bs);
     if (offset < old) {
         /* Drop every cluster past the new end, then the L2 tables. */
         int64_t start = QB_ALIGN_UP(offset, s->cluster_size);
         for (int64_t cl = start; cl < old && ret == 0; cl += s->cluster_size) {
+            uint64_t l1i = (uint64_t)cl >> (s->l2_bits + s->cluster_bits);
+            uint64_t l1e = l1i < s->l1_size ? s->l1_table[l1i] : 0;
             uint64_t *slice;
             int idx;
-            ret = qcow2_get_l2_slice(bs, cl, false, &slice, &idx);
+            /* An L2 table shared with a snapshot is copied before its
+             * entries are cleared (as QEMU's discard does); the copy is
+             * freed with the L1 entries below.  The entries' clusters
+             * lose the active state's reference only. */
+            ret = qcow2_get_l2_slice(bs, cl, (l1e & L1E_OFFSET_MASK) &&
+                                     !(l1e & QCOW_OFLAG_COPIED),
+                                     &slice, &idx);
             if (ret < 0 || !slice) {
                 continue;
             }
@@ -1214,6 +1402,7 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                 qcow2_cache_discard(s->l2_table_cache, l2 + (uint64_t)k *
                                     s->l2_slice_size * s->l2_entry_bytes);
             }
+            qcow2_ol_index_invalidate(s);
             s->l1_table[i] = 0;
             if (ret == 0) {
                 ret = qcow2_write_l1_entry(bs, i);
@@ -1277,10 +1466,16 @@ int coroutine_fn qcow2_co_truncate(BlockDriverState *bs, int64_t offset,
                rc == 0) {
             last--;
         }
-        if (flen > 0 && (last + 1) * s->cluster_size < flen &&
-            bdrv_co_truncate(bs->file, (last + 1) * s->cluster_size, false,
-                             PREALLOC_MODE_OFF, 0, NULL) < 0) {
-            warn_report("Failed to truncate the tail of the image");
+        if (flen > 0 && (last + 1) * s->cluster_size < flen) {
+            if (bdrv_co_truncate(bs->file, (last + 1) * s->cluster_size,
+                                 false, PREALLOC_MODE_OFF, 0, NULL) < 0) {
+                warn_report("Failed to truncate the tail of the image");
+            } else {
+                /* What was written past the new end is gone: the file
+                 * length to restore at close starts from here. */
+                s->alloc_end = MIN(s->alloc_end,
+                                   (uint64_t)(last + 1) * s->cluster_size);
+            }
         }
     }
     if (ret == 0) {

@@ -676,6 +676,7 @@ static int qcow2_inactivate(BlockDriverState *bs)
                          strerror(-r));
         }
     }
+    qcow2_trim_file_ahead(bs);   /* refcount.c */
     if (ret == 0) {
         ret = qcow2_mark_clean(bs);
     }

@@ -281,6 +281,30 @@ typedef struct BDRVQcow2State {
     uint64_t incompatible_features, compatible_features, autoclear_features;
     bool header_dirty_written;     /* dirty bit set on disk by us */
 
+    /* Growing the image file ahead of allocation (refcount.c): writes
+     * past the end of file are synchronous on Linux file systems, so the
+     * file is extended in large steps and trimmed back when the node is
+     * inactivated.  alloc_end: the end of the last byte written in this
+     * open (the length QEMU's file would have); grown_base: the file
+     * length before the first step; grown_len: the length we set;
+     * grow_ok: set by the data path around its allocations (the only ones
+     * that grow the file); grow_off: the file child refused to grow. */
+    uint64_t alloc_end;
+    int64_t grown_base, grown_len;
+    bool grow_ok, grow_off;
+
+    /* Overlap-check index (refcount.c): the host offsets of the active L2
+     * tables and the refcount blocks, sorted, kind in the low bits.  Built
+     * from s->l1_table / s->refcount_table by qcow2_ol_index_refresh() (data
+     * path only) and dropped by qcow2_ol_index_invalidate() wherever an
+     * offset in either table may change; ol_stamp_* catch a table replaced
+     * behind our back.  See docs/design/qcow2-consistency.md, invariant 18. */
+    GArray *ol_index;              /* uint64_t */
+    bool ol_index_valid;
+    const uint64_t *ol_stamp_l1, *ol_stamp_rt;
+    uint64_t ol_stamp_l1_off, ol_stamp_rt_off;
+    uint32_t ol_stamp_l1_size, ol_stamp_rt_size;
+
     /* Snapshot table geometry (snapshots are kept, not interpreted). */
     uint32_t nb_snapshots;
     uint64_t snapshots_offset;
@@ -345,6 +369,12 @@ int qcow2_get_refcount(BlockDriverState *bs, int64_t cluster_index,
 /* Allocate size bytes of contiguous fresh clusters (refcount 1); returns
  * the host offset or -errno. */
 int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size);
+/* The same for callers in this driver that note the end of what they
+ * write themselves (qcow2_note_file_end); others use the one above. */
+int64_t qcow2_alloc_own_clusters(BlockDriverState *bs, uint64_t size);
+/* Bytes up to end of the image file were written (see refcount.c,
+ * grow_file_ahead: the file is trimmed back to the last one). */
+void qcow2_note_file_end(BDRVQcow2State *s, uint64_t end);
 /* Allocate size (< cluster) bytes for compressed data. */
 int64_t qcow2_alloc_bytes(BlockDriverState *bs, int size);
 int qcow2_update_refcount(BlockDriverState *bs, int64_t offset,
@@ -355,11 +385,20 @@ void qcow2_free_clusters(BlockDriverState *bs, int64_t offset, int64_t size,
 /* Drop the references an L2 entry holds (normal, zero-alloc, compressed). */
 void qcow2_free_any_cluster(BlockDriverState *bs, uint64_t l2_entry,
                             Qcow2DiscardType type);
+/* Give back the part of the image file that was grown ahead of
+ * allocation and never used (at inactivation and before a resize). */
+void qcow2_trim_file_ahead(BlockDriverState *bs);
 /* Refuse writes that would hit metadata (overlap-check); marks corrupt. */
 int qcow2_pre_write_overlap_check(BlockDriverState *bs, int ign,
                                   int64_t offset, int64_t size);
 int qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                  int64_t offset, int64_t size);
+/* Forget the overlap-check index (an L1 or refcount-table offset may
+ * change); s->lock held or no I/O running. */
+void qcow2_ol_index_invalidate(BDRVQcow2State *s);
+/* Rebuild the index if needed.  Only from the data path (s->lock held,
+ * no metadata operation half-way), see invariant 18. */
+void qcow2_ol_index_refresh(BlockDriverState *bs);
 
 /* ---- L1/L2 (cluster.c) ---- */
 /*
@@ -408,6 +447,14 @@ void coroutine_fn qcow2_wait_host_idle(BlockDriverState *bs, int64_t offset,
  * create/apply/delete, resize, amend) call it right after taking the lock,
  * before any change: no new transfer starts while they hold the lock. */
 void coroutine_fn qcow2_quiesce_data_io(BlockDriverState *bs);
+
+/* Guest bytes [offset, offset+len), inside one cluster, into buf, whatever
+ * the cluster is (normal, compressed, zero, from the backing file); with
+ * s->lock held and data I/O quiesced (preallocation copying the head of a
+ * partial last cluster). */
+int coroutine_fn qcow2_read_cluster_locked(BlockDriverState *bs,
+                                           int64_t offset, int64_t len,
+                                           uint8_t *buf);
 
 /* ---- the data path (data.c): vtable entries ---- */
 int coroutine_fn qcow2_co_preadv(BlockDriverState *bs, int64_t offset,

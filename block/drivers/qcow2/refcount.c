@@ -97,6 +97,11 @@ void qcow2_refcount_close(BlockDriverState *bs)
     BDRVQcow2State *s = bs->opaque;
     g_free(s->refcount_table);
     s->refcount_table = NULL;
+    if (s->ol_index) {
+        g_array_free(s->ol_index, true);
+        s->ol_index = NULL;
+    }
+    s->ol_index_valid = false;
 }
 
 int qcow2_get_refcount(BlockDriverState *bs, int64_t cluster_index,
@@ -244,6 +249,8 @@ static int grow_refcount_table(BlockDriverState *bs, uint64_t needed,
         qcow2_refcount_set_entry(blocks + b * s->cluster_size,
                                  s->refcount_order, c % N, 1);
     }
+    qcow2_note_file_end(s, (area_start + nblocks + table_clusters)
+                           << s->cluster_bits);
     BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC_WRITE_BLOCKS);
     ret = bdrv_pwrite(bs->file, area_start << s->cluster_bits,
                       nblocks * s->cluster_size, blocks, 0);
@@ -280,6 +287,7 @@ static int grow_refcount_table(BlockDriverState *bs, uint64_t needed,
     for (uint64_t i = 0; i < table_entries; i++) {
         table[i] = GUINT64_FROM_BE(table[i]);
     }
+    qcow2_ol_index_invalidate(s);
     g_free(s->refcount_table);
     s->refcount_table = g_steal_pointer(&table);
     s->refcount_table_size = table_entries;
@@ -365,6 +373,7 @@ static int alloc_refcount_block(BlockDriverState *bs, uint64_t cluster_index,
     if (ret < 0) {
         return ret;
     }
+    qcow2_ol_index_invalidate(s);
     s->refcount_table[r] = f;
     BLKDBG_EVENT(bs->file, BLKDBG_EV_REFBLOCK_ALLOC_HOOKUP);
     ret = write_reftable_entry(bs, r);
@@ -491,7 +500,126 @@ int qcow2_update_refcount(BlockDriverState *bs, int64_t offset,
     return 0;
 }
 
+/*
+ * The image file grows ahead of allocation.  A write past the end of the
+ * file cannot complete asynchronously on Linux file systems (ext4 waits
+ * for it inside io_submit, to update the file size), so a stream of writes
+ * to fresh clusters at the end of the image would go out one at a time.
+ * When a data-path allocation (s->grow_ok: data clusters and the L2 tables
+ * they need, while other writes are in flight, see data.c) reaches past
+ * the length we know, the file is extended (sparse, ftruncate) by as much
+ * again as it holds, 1 MiB to 64 MiB at a time.
+ * Nothing reads the tail: clusters past the last allocated one have
+ * refcount 0 and are referenced by nothing, which is also what a crash
+ * leaves (`check` reports no error or leak for them).
+ *
+ * qcow2_trim_file_ahead() cuts the unused tail off again at inactivation,
+ * so the file ends where QEMU's would: at the end of the last byte
+ * written.  s->alloc_end tracks that: the writers in this driver note what
+ * they wrote (data, compressed data, cache entries, L1 and refcount
+ * tables), and clusters other files allocate (snapshot tables, bitmaps)
+ * are noted when allocated.  Anything written past it without a note
+ * (check's refcount rebuild) is found with block status and kept.  Best
+ * effort: a file child that can't be resized just isn't grown.
+ */
+void qcow2_note_file_end(BDRVQcow2State *s, uint64_t end)
+{
+    s->alloc_end = MAX(s->alloc_end, end);
+}
+
+static void grow_file_ahead(BlockDriverState *bs, uint64_t end)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t flen, target;
+
+    if (!s->grow_ok || s->grow_off || !in_coroutine() ||
+        (int64_t)end <= s->grown_len) {
+        return;
+    }
+    flen = bdrv_getlength(bs->file->bs);
+    if (flen < 0) {
+        s->grow_off = true;
+        return;
+    }
+    if (s->grown_len <= 0) {
+        s->grown_base = flen;
+    }
+    if ((int64_t)end <= flen) {
+        s->grown_len = flen;
+        return;
+    }
+    target = end + MIN(MAX((int64_t)end, 1 * MiB), 64 * MiB);
+    target = QB_ALIGN_UP(target, MAX(1 * MiB, (int64_t)s->cluster_size));
+    if (bdrv_co_truncate(bs->file, target, false, PREALLOC_MODE_OFF, 0,
+                         NULL) < 0 ||
+        bdrv_getlength(bs->file->bs) != target) {
+        /* Not a regular file (a block device keeps its size): don't try
+         * again, and never trim what we didn't grow. */
+        s->grow_off = true;
+        s->grown_len = 0;
+        return;
+    }
+    s->grown_len = target;
+}
+
+void qcow2_trim_file_ahead(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t flen, target, pos;
+
+    if (s->grown_len <= 0 || !bs->file) {
+        return;
+    }
+    flen = bdrv_getlength(bs->file->bs);
+    target = MAX(s->grown_base, (int64_t)s->alloc_end);
+    /* Someone else set the length since (make_empty, preallocation):
+     * theirs stands. */
+    if (flen != s->grown_len || flen <= target) {
+        s->grown_len = 0;
+        return;
+    }
+    s->grown_len = 0;
+    /* Keep whatever was written past the notes (whole clusters; block
+     * status sees file system blocks, so the one holding the last noted
+     * byte reads as data and is skipped). */
+    pos = QB_ALIGN_UP(target, MAX(s->cluster_size, 4096));
+    while (pos < flen) {
+        int64_t pnum = 0, map;
+        BlockDriverState *file;
+        int st = bdrv_block_status(bs->file->bs, pos, flen - pos, &pnum,
+                                   &map, &file);
+        if (st < 0 || pnum <= 0) {
+            return;   /* unknown: keep the file as it is */
+        }
+        if (st & BDRV_BLOCK_DATA) {
+            target = pos + pnum;
+        }
+        pos += pnum;
+    }
+    if (target < flen &&
+        bdrv_truncate(bs->file, target, true, PREALLOC_MODE_OFF, 0,
+                      NULL) < 0) {
+        /* Only a longer, sparse file: nothing refers to the tail. */
+        warn_report("Failed to truncate the tail of the image");
+    }
+}
+
+/* note: also count the run as written (see grow_file_ahead()). */
+static int64_t alloc_clusters(BlockDriverState *bs, uint64_t size,
+                              bool note);
+
 int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
+{
+    return alloc_clusters(bs, size, true);
+}
+
+int64_t qcow2_alloc_own_clusters(BlockDriverState *bs, uint64_t size)
+{
+    return alloc_clusters(bs, size, false);
+}
+
+static int64_t alloc_clusters(BlockDriverState *bs, uint64_t size,
+                              bool note)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t n = QB_DIV_ROUND_UP(size, s->cluster_size);
@@ -525,6 +653,10 @@ int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
         if (ret < 0) {
             return ret;
         }
+        if (note) {
+            qcow2_note_file_end(s, off + size);
+        }
+        grow_file_ahead(bs, off + (n << s->cluster_bits));
         return off;
     }
     return -EIO;
@@ -557,7 +689,7 @@ int64_t qcow2_alloc_bytes(BlockDriverState *bs, int size)
             return off;
         }
     }
-    off = qcow2_alloc_clusters(bs, s->cluster_size);
+    off = alloc_clusters(bs, s->cluster_size, false);
     if (off < 0) {
         return off;
     }
@@ -614,11 +746,166 @@ static bool overlaps(int64_t a, int64_t alen, int64_t b, int64_t blen)
     return alen > 0 && blen > 0 && a < b + blen && b < a + alen;
 }
 
+/*
+ * The overlap-check index.  Checking a write against the active L2 tables
+ * and the refcount blocks by walking s->l1_table and s->refcount_table
+ * costs O(table size) per write (8192 reftable entries for a 64 KiB
+ * cluster image of any size); the index answers the same question with a
+ * binary search.  Entries are host offsets (cluster aligned) with
+ * OL_IDX_L2 / OL_IDX_RB in the low bits, sorted by offset.
+ *
+ * Exactness (invariant 18): the index is built from the tables and used
+ * only while nothing changed an offset in them since.  Every change to an
+ * L1 or refcount-table offset either calls qcow2_ol_index_invalidate()
+ * (cluster.c, refcount.c, data.c: L2 table allocation, L1 and refcount
+ * table growth, refcount block allocation, shrinking) or happens in an
+ * operation that first quiesces data I/O (snapshots, amend, resize:
+ * qcow2_quiesce_data_io() invalidates) or empties the metadata caches
+ * (check's refcount rebuild, make_empty: qcow2_cache_empty() invalidates);
+ * a table replaced by a new allocation changes the pointer, size or offset
+ * recorded in the stamp.  The index is rebuilt only by the data path under
+ * s->lock, where no such operation can be half-way (they hold the lock
+ * from before their first change to after their last), so a rebuild never
+ * captures an intermediate state.  Setting QBLOCK_QCOW2_OL_VERIFY=1 in the
+ * environment compares every answer with the full walk (abort on a
+ * difference), for tests.
+ */
+#define OL_IDX_L2 UINT64_C(1)
+#define OL_IDX_RB UINT64_C(2)
+#define OL_IDX_KINDS (OL_IDX_L2 | OL_IDX_RB)
+
+void qcow2_ol_index_invalidate(BDRVQcow2State *s)
+{
+    s->ol_index_valid = false;
+}
+
+static bool ol_index_usable(BDRVQcow2State *s)
+{
+    return s->ol_index_valid && s->ol_stamp_l1 == s->l1_table &&
+           s->ol_stamp_l1_size == s->l1_size &&
+           s->ol_stamp_l1_off == s->hi.h.l1_table_offset &&
+           s->ol_stamp_rt == s->refcount_table &&
+           s->ol_stamp_rt_size == s->refcount_table_size &&
+           s->ol_stamp_rt_off == s->hi.h.refcount_table_offset;
+}
+
+static gint cmp_u64(gconstpointer a, gconstpointer b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The index's entries for the tables as they are now, into a. */
+static void ol_index_build(BDRVQcow2State *s, GArray *a)
+{
+    g_array_set_size(a, 0);
+    for (uint32_t i = 0; s->l1_table && i < s->l1_size; i++) {
+        uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+        if (l2) {
+            uint64_t e = qcow2_start_of_cluster(s, l2) | OL_IDX_L2;
+            g_array_append_val(a, e);
+        }
+    }
+    for (uint32_t i = 0; s->refcount_table && i < s->refcount_table_size;
+         i++) {
+        uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
+        if (rb) {
+            uint64_t e = qcow2_start_of_cluster(s, rb) | OL_IDX_RB;
+            g_array_append_val(a, e);
+        }
+    }
+    g_array_sort(a, cmp_u64);
+}
+
+void qcow2_ol_index_refresh(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (ol_index_usable(s) ||
+        !(s->overlap_check & (QCOW2_OL_ACTIVE_L2 | QCOW2_OL_REFCOUNT_BLOCK))) {
+        return;
+    }
+    if (!s->ol_index) {
+        s->ol_index = g_array_new(false, false, sizeof(uint64_t));
+    }
+    ol_index_build(s, s->ol_index);
+    s->ol_stamp_l1 = s->l1_table;
+    s->ol_stamp_l1_size = s->l1_size;
+    s->ol_stamp_l1_off = s->hi.h.l1_table_offset;
+    s->ol_stamp_rt = s->refcount_table;
+    s->ol_stamp_rt_size = s->refcount_table_size;
+    s->ol_stamp_rt_off = s->hi.h.refcount_table_offset;
+    s->ol_index_valid = true;
+}
+
+/* Which of ACTIVE_L2 / REFCOUNT_BLOCK (in chk) the cluster-aligned range
+ * [offset, offset+size) hits, by the index; ACTIVE_L2 first, as the walk. */
+static int ol_index_lookup(BDRVQcow2State *s, int chk, int64_t offset,
+                           int64_t size)
+{
+    const uint64_t *v = (const uint64_t *)s->ol_index->data;
+    guint lo = 0, hi = s->ol_index->len;
+    uint64_t kinds = 0;
+
+    while (lo < hi) {   /* first entry at or after offset */
+        guint mid = lo + (hi - lo) / 2;
+        if ((v[mid] & ~OL_IDX_KINDS) < (uint64_t)offset) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    for (guint i = lo; i < s->ol_index->len &&
+         (v[i] & ~OL_IDX_KINDS) < (uint64_t)(offset + size); i++) {
+        kinds |= v[i] & OL_IDX_KINDS;
+    }
+    if ((chk & QCOW2_OL_ACTIVE_L2) && (kinds & OL_IDX_L2)) {
+        return QCOW2_OL_ACTIVE_L2;
+    }
+    if ((chk & QCOW2_OL_REFCOUNT_BLOCK) && (kinds & OL_IDX_RB)) {
+        return QCOW2_OL_REFCOUNT_BLOCK;
+    }
+    return 0;
+}
+
+/* The same answer by walking the tables. */
+static int ol_walk(BDRVQcow2State *s, int chk, int64_t offset, int64_t size)
+{
+    if ((chk & QCOW2_OL_ACTIVE_L2) && s->l1_table) {
+        for (uint32_t i = 0; i < s->l1_size; i++) {
+            uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+            if (l2 && overlaps(offset, size, l2, s->cluster_size)) {
+                return QCOW2_OL_ACTIVE_L2;
+            }
+        }
+    }
+    if ((chk & QCOW2_OL_REFCOUNT_BLOCK) && s->refcount_table) {
+        for (uint32_t i = 0; i < s->refcount_table_size; i++) {
+            uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
+            if (rb && overlaps(offset, size, rb, s->cluster_size)) {
+                return QCOW2_OL_REFCOUNT_BLOCK;
+            }
+        }
+    }
+    return 0;
+}
+
+static bool ol_verify(void)
+{
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("QBLOCK_QCOW2_OL_VERIFY");
+        on = e && *e && strcmp(e, "0");
+    }
+    return on;
+}
+
 int qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
                                  int64_t offset, int64_t size)
 {
     BDRVQcow2State *s = bs->opaque;
     int chk = s->overlap_check & ~ign;
+    int ret;
 
     if (!size || !chk) {
         return 0;
@@ -653,20 +940,28 @@ int qcow2_check_metadata_overlap(BlockDriverState *bs, int ign,
             }
         }
     }
-    if ((chk & QCOW2_OL_ACTIVE_L2) && s->l1_table) {
-        for (uint32_t i = 0; i < s->l1_size; i++) {
-            uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
-            if (l2 && overlaps(offset, size, l2, s->cluster_size)) {
-                return QCOW2_OL_ACTIVE_L2;
+    if (chk & (QCOW2_OL_ACTIVE_L2 | QCOW2_OL_REFCOUNT_BLOCK)) {
+        if (ol_index_usable(s)) {
+            ret = ol_index_lookup(s, chk, offset, size);
+            if (ol_verify()) {
+                /* The answer, and the index itself, against the tables. */
+                g_autoptr(GArray) now = g_array_new(false, false,
+                                                    sizeof(uint64_t));
+                ol_index_build(s, now);
+                if (ret != ol_walk(s, chk, offset, size) ||
+                    now->len != s->ol_index->len ||
+                    memcmp(now->data, s->ol_index->data,
+                           now->len * sizeof(uint64_t))) {
+                    fprintf(stderr, "qcow2 overlap index out of date at %#"
+                            PRIx64 "\n", (uint64_t)offset);
+                    abort();
+                }
             }
+        } else {
+            ret = ol_walk(s, chk, offset, size);
         }
-    }
-    if ((chk & QCOW2_OL_REFCOUNT_BLOCK) && s->refcount_table) {
-        for (uint32_t i = 0; i < s->refcount_table_size; i++) {
-            uint64_t rb = s->refcount_table[i] & REFT_OFFSET_MASK;
-            if (rb && overlaps(offset, size, rb, s->cluster_size)) {
-                return QCOW2_OL_REFCOUNT_BLOCK;
-            }
+        if (ret) {
+            return ret;
         }
     }
     if ((chk & QCOW2_OL_BITMAP_DIR) && s->hi.has_bitmaps_ext &&

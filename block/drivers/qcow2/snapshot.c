@@ -672,6 +672,21 @@ int qcow2_snapshot_goto(BlockDriverState *bs, const char *id_or_name,
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
+    /* A snapshot taken at another size: resize the active state to its
+     * size first, as QEMU 7.2 does (H33; data.c takes s->lock itself). */
+    {
+        int idx = find_by_id(s, id_or_name);
+        if (idx < 0) {
+            idx = find_by_name(s, id_or_name);
+        }
+        if (idx >= 0 && s->snapshots[idx].disk_size != s->hi.h.size) {
+            ret = qcow2_co_truncate(bs, s->snapshots[idx].disk_size, true,
+                                    PREALLOC_MODE_OFF, 0, errp);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
     co_mutex_lock(&s->lock);
     qcow2_quiesce_data_io(bs);   /* no unlocked transfer spans the change */
     ret = do_goto(bs, id_or_name, errp);

@@ -480,6 +480,7 @@ args_done:
     /* Bind first (qemu-nbd's order): a busy port wins over image errors. */
     addr = server_address(sockpath, bindto, port, false);
     lfd = nbd_socket_listen(addr, &err);
+    json_decref(addr);   /* the socket is all that is needed from here on */
     if (lfd < 0) {
         error_report_err(err);
         return 1;
@@ -615,6 +616,5 @@ args_done:
     if (pid_file) {
         unlink(pid_file);
     }
-    json_decref(addr);
     return 0;
 }

@@ -329,6 +329,53 @@ static struct addrinfo *inet_resolve(json_t *addr, bool passive, Error **errp)
     return res;
 }
 
+/*
+ * Bind and listen on a Unix socket.  The socket file appears at bind(),
+ * before listen(): a client that waits for the file (every test does) can
+ * be refused in between.  So the socket is bound under a temporary name
+ * in the same directory and renamed into place once it listens; rename()
+ * replaces a stale socket from an earlier run atomically.  Abstract names,
+ * and paths too long for the temporary suffix, are bound directly.
+ */
+static int listen_unix(int fd, const struct sockaddr_un *sun, Error **errp)
+{
+    struct sockaddr_un tmp = *sun;
+    bool staged = sun->sun_path[0] != '\0' &&
+                  snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~",
+                           sun->sun_path, (int)getpid()) <
+                      (int)sizeof(tmp.sun_path);
+    const struct sockaddr_un *at = staged ? &tmp : sun;
+
+    if (!staged) {
+        unlink(sun->sun_path);   /* a stale socket from an earlier run */
+    } else {
+        unlink(tmp.sun_path);
+    }
+    if (bind(fd, (const struct sockaddr *)at, sizeof(*at)) < 0) {
+        error_setg_errno(errp, errno, "Failed to bind socket to %s",
+                         sun->sun_path);
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, 128) < 0) {
+        error_setg_errno(errp, errno, "Failed to listen on socket");
+        goto fail;
+    }
+    if (staged && rename(tmp.sun_path, sun->sun_path) < 0) {
+        error_setg_errno(errp, errno, "Failed to bind socket to %s",
+                         sun->sun_path);
+        goto fail;
+    }
+    return fd;
+
+fail:
+    if (staged) {
+        unlink(tmp.sun_path);
+    }
+    close(fd);
+    return -1;
+}
+
 int nbd_socket_listen(json_t *addr, Error **errp)
 {
     const char *type = addr_get(addr, "type");
@@ -344,13 +391,7 @@ int nbd_socket_listen(json_t *addr, Error **errp)
             error_setg_errno(errp, errno, "Failed to create Unix socket");
             return -1;
         }
-        unlink(sun.sun_path);   /* a stale socket from an earlier run */
-        if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-            error_setg_errno(errp, errno, "Failed to bind socket to %s",
-                             sun.sun_path);
-            close(fd);
-            return -1;
-        }
+        return listen_unix(fd, &sun, errp);
     } else if (g_strcmp0(type, "inet") == 0) {
         struct addrinfo *res = inet_resolve(addr, true, errp), *ai;
         int err = 0;

@@ -80,6 +80,11 @@ void *bdrv_dirty_bitmap_pending_load(const BdrvDirtyBitmap *bitmap,
     return bitmap->loader == ops ? bitmap->loader_opaque : NULL;
 }
 
+bool bdrv_dirty_bitmap_has_pending_load(const BdrvDirtyBitmap *bitmap)
+{
+    return bitmap->loader != NULL;
+}
+
 bool bdrv_dirty_bitmap_stored_unchanged(const BdrvDirtyBitmap *bitmap)
 {
     return bitmap->loader && hbitmap_is_empty(bitmap->bits);
@@ -100,8 +105,17 @@ int bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bitmap, Error **errp)
     ret = bitmap->loader->load(bitmap->loader_opaque, stored, errp);
     bitmap->loading = false;
     if (ret < 0) {
-        /* Unknown stored bits: all dirty is the only safe superset. */
-        hbitmap_set_all(bitmap->bits);
+        /*
+         * The stored bits are unknown, so the bitmap can no longer claim
+         * to be right.  It becomes inconsistent, exactly like a bitmap
+         * found in use on disk: every user but remove refuses it, it is
+         * never stored (so the driver leaves its old data and in-use flag
+         * on disk), and only repair or remove make it usable again.
+         * All-dirty would look valid and be stored over the old data.
+         */
+        hbitmap_reset_all(bitmap->bits);
+        bitmap->inconsistent = true;
+        bitmap->enabled = false;
     } else {
         hbitmap_merge_into(bitmap->bits, stored);
     }
@@ -127,7 +141,8 @@ int bdrv_dirty_bitmap_load_all(BlockDriverState *bs, Error **errp)
 /*
  * The bits of bitmap with its stored bits loaded.  Const callers get the
  * same logical contents (loading only fills a cache), hence the cast.
- * A failed load leaves the bitmap all dirty and is reported here.
+ * A failed load leaves the bitmap inconsistent and empty; callers without
+ * errp report it here, naming the bitmap.
  */
 static HBitmap *loaded(const BdrvDirtyBitmap *cbitmap)
 {
@@ -249,6 +264,16 @@ int bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bitmap, unsigned flags,
     if ((flags & BDRV_BITMAP_RO) && bitmap->readonly) {
         error_setg(errp, "Bitmap '%s' is readonly and cannot be modified",
                    bitmap->name);
+        return -1;
+    }
+    /*
+     * Whether the bitmap is consistent is only known once its stored bits
+     * are read: load now, so an operation that passed this check cannot
+     * find the bitmap broken half-way (a failed load fails the check with
+     * the loader's error, naming the bitmap).
+     */
+    if ((flags & BDRV_BITMAP_INCONSISTENT) && bitmap->loader &&
+        bdrv_dirty_bitmap_load((BdrvDirtyBitmap *)bitmap, errp) < 0) {
         return -1;
     }
     if ((flags & BDRV_BITMAP_INCONSISTENT) && bitmap->inconsistent) {
@@ -467,6 +492,11 @@ bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *b, int64_t start,
 
 char *bdrv_dirty_bitmap_sha256(const BdrvDirtyBitmap *bitmap, Error **errp)
 {
+    /* The debug hash exists to expose problems: a failed load fails it. */
+    if (bitmap->loader &&
+        bdrv_dirty_bitmap_load((BdrvDirtyBitmap *)bitmap, errp) < 0) {
+        return NULL;
+    }
     return hbitmap_sha256(loaded(bitmap));
 }
 
@@ -498,6 +528,24 @@ BdrvDirtyBitmap *bdrv_dirty_bitmap_abdicate(BdrvDirtyBitmap *bitmap,
     if (!successor) {
         error_setg(errp, "Cannot relinquish control if there's no successor");
         return NULL;
+    }
+    /*
+     * The parent's contents, stored bits included, are what the job has
+     * consumed; a job reads them through the getters, which load, so this
+     * load is normally a no-op.  It makes sure the loader is never dropped
+     * with its bits unread, and a load that failed (now or during the job)
+     * leaves the parent inconsistent: the job then worked on incomplete
+     * bits, so the successor cannot be trusted either and inherits that.
+     */
+    if (bitmap->loader || bitmap->loading) {
+        Error *err = NULL;
+        if (bdrv_dirty_bitmap_load(bitmap, &err) < 0) {
+            error_report_err(err);
+        }
+    }
+    if (bitmap->inconsistent) {
+        successor->inconsistent = true;
+        successor->enabled = false;
     }
     /* The successor takes the parent's name, flags and list position. */
     successor->name = g_steal_pointer(&bitmap->name);

@@ -18,9 +18,11 @@
  *     contents are then "stored bits OR the bits in RAM"; it records from
  *     the first moment.  Every function below that reads bits or clears
  *     any (count, get, iteration, sha256, merge, clear, reset, truncate,
- *     the HBitmap getter) loads first; only setting bits (marking,
- *     reclaiming a successor's bits) skips it, since OR commutes.  So no
- *     caller can observe the difference.
+ *     the HBitmap getter, abdicate) loads first; only setting bits
+ *     (marking, reclaiming a successor's bits) skips it, since OR
+ *     commutes.  So no caller can observe the difference -- except that a
+ *     load that fails makes the bitmap inconsistent (see
+ *     bdrv_dirty_bitmap_load).
  */
 #ifndef BLOCK_DIRTY_BITMAP_H
 #define BLOCK_DIRTY_BITMAP_H
@@ -73,15 +75,19 @@ void bdrv_dirty_bitmap_set_loader(BdrvDirtyBitmap *bitmap,
 /* opaque of the pending loader if it is ops's, else NULL (loaded). */
 void *bdrv_dirty_bitmap_pending_load(const BdrvDirtyBitmap *bitmap,
                                      const BdrvDirtyBitmapLoader *ops);
+/* Stored bits still pending (whoever the loader is). */
+bool bdrv_dirty_bitmap_has_pending_load(const BdrvDirtyBitmap *bitmap);
 /* Stored bits pending and nothing set in RAM since: the contents are
  * exactly the stored bits (a driver may keep them where they are). */
 bool bdrv_dirty_bitmap_stored_unchanged(const BdrvDirtyBitmap *bitmap);
 /*
  * Load the stored bits now (a no-op when none are pending).  If they
- * cannot be read, the bitmap is marked entirely dirty -- a superset of
- * the truth, so a backup made from it is complete -- the loader is
- * dropped, and -errno is returned with errp set.  Functions without errp
- * that load report such a failure with error_report().
+ * cannot be read, the bitmap becomes inconsistent (invariant 2: disabled,
+ * empty, refused by every user but remove, never stored, so the driver
+ * keeps its in-use flag on disk), the loader is dropped, and -errno is
+ * returned with errp set (the loader's text names the bitmap).  Functions
+ * without errp that load report such a failure with error_report();
+ * bdrv_dirty_bitmap_sha256() fails with it.
  */
 int bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bitmap, Error **errp);
 /* Load every pending bitmap of bs; the first error is returned. */
@@ -156,7 +162,9 @@ char *bdrv_dirty_bitmap_sha256(const BdrvDirtyBitmap *bitmap, Error **errp);
  * Successors (for jobs): create_successor freezes the bitmap (busy,
  * disabled) and attaches an anonymous successor that records new writes in
  * its place.  When the job succeeds, abdicate: the successor takes the
- * bitmap's place and contents are dropped (bits already consumed).  When it
+ * bitmap's place and contents are dropped (bits already consumed; pending
+ * stored bits are loaded first, and if that fails the successor is
+ * inconsistent too).  When it
  * fails, reclaim: the successor's bits are merged back and the bitmap
  * records again.  Both return the bitmap now in place, NULL on error.
  */

@@ -1,9 +1,12 @@
 /*
  * Unit tests for block/dirty-bitmap.c on a bare node (a fake driver that
  * only reports size and cluster size): naming rules, state checks and their
- * texts, marking, merge/clear backups, successors, resize and the query.
+ * texts, marking, merge/clear backups, successors, resize and the query,
+ * lazy loading and its failures; and, on real qcow2 images, when bitmap
+ * data may stay pending (lock state, inactivation).
  */
 #include "block/block-int.h"
+#include "block/block-backend.h"
 #include "block/dirty-bitmap.h"
 
 static int64_t fake_getlength(BlockDriverState *bs)
@@ -455,8 +458,13 @@ static void test_lazy_property(void)
     g_rand_free(r);
 }
 
-/* A load that fails leaves the bitmap all dirty (a safe superset), drops
- * the loader, and release without a load frees it too. */
+/*
+ * A load that fails makes the bitmap inconsistent (review H37 #7): never
+ * all dirty, which would look valid and be stored over the old data.  The
+ * error names the bitmap, the debug hash fails with it, every user check
+ * refuses the bitmap afterwards, and release without a load frees the
+ * loader too.
+ */
 static void test_lazy_failure(void)
 {
     BlockDriverState *bs = fake_node(4 * MiB);
@@ -464,32 +472,251 @@ static void test_lazy_failure(void)
                                                    &error_abort);
     BdrvDirtyBitmap *unread = bdrv_create_dirty_bitmap(bs, 65536, "unread",
                                                        &error_abort);
+    BdrvDirtyBitmap *hashed = bdrv_create_dirty_bitmap(bs, 65536, "hashed",
+                                                       &error_abort);
     FakeStored f = { .bits = hbitmap_alloc(4 * MiB, 65536), .fail = true };
     FakeStored g = { .bits = hbitmap_alloc(4 * MiB, 65536) };
+    FakeStored h = { .bits = hbitmap_alloc(4 * MiB, 65536), .fail = true };
     Error *err = NULL;
 
     bdrv_dirty_bitmap_set_loader(bm, &fake_loader, &f);
     bdrv_dirty_bitmap_set_loader(unread, &fake_loader, &g);
+    bdrv_dirty_bitmap_set_loader(hashed, &fake_loader, &h);
     bdrv_set_dirty(bs, 0, 1);
+    g_assert_true(bdrv_dirty_bitmap_has_pending_load(bm));
     g_assert_cmpint(bdrv_dirty_bitmap_load(bm, &err), ==, -EIO);
     expect_error(&err, "Could not read bitmap 'lazy' from image");
-    g_assert_cmpuint(bdrv_get_dirty_count(bm), ==, 4 * MiB);
+    g_assert_true(bdrv_dirty_bitmap_inconsistent(bm));
+    g_assert_false(bdrv_dirty_bitmap_enabled(bm));
+    g_assert_false(bdrv_dirty_bitmap_has_pending_load(bm));
+    g_assert_cmpuint(bdrv_get_dirty_count(bm), ==, 0);
+    g_assert_cmpint(bdrv_dirty_bitmap_check(bm, BDRV_BITMAP_DEFAULT, &err),
+                    <, 0);
+    expect_error(&err, "Bitmap 'lazy' is inconsistent and cannot be used");
+    /* Inconsistent records nothing (invariant 2). */
+    bdrv_set_dirty(bs, 0, 4 * MiB);
+    g_assert_cmpuint(bdrv_get_dirty_count(bm), ==, 0);
     g_assert_true(f.freed);
     g_assert_cmpint(f.loads, ==, 1);
     /* Loaded once: later loads are no-ops. */
     g_assert_cmpint(bdrv_dirty_bitmap_load(bm, &error_abort), ==, 0);
     g_assert_cmpint(f.loads, ==, 1);
+    /* The debug hash is the first reader: it fails with the load. */
+    g_assert_null(bdrv_dirty_bitmap_sha256(hashed, &err));
+    expect_error(&err, "Could not read bitmap 'lazy' from image");
+    g_assert_true(bdrv_dirty_bitmap_inconsistent(hashed));
     bdrv_release_dirty_bitmap(unread);
     g_assert_true(g.freed);
     g_assert_cmpint(g.loads, ==, 0);
     hbitmap_free(f.bits);
     hbitmap_free(g.bits);
+    hbitmap_free(h.bits);
     free_node(bs);
+}
+
+/* The consistency check loads first, so an operation that passed it never
+ * meets a bitmap that turns inconsistent half-way; checks that do not ask
+ * about consistency do not read anything. */
+static void test_lazy_check_loads(void)
+{
+    BlockDriverState *bs = fake_node(4 * MiB);
+    BdrvDirtyBitmap *bad = bdrv_create_dirty_bitmap(bs, 65536, "bad",
+                                                    &error_abort);
+    BdrvDirtyBitmap *ok = bdrv_create_dirty_bitmap(bs, 65536, "ok",
+                                                   &error_abort);
+    FakeStored f = { .bits = hbitmap_alloc(4 * MiB, 65536), .fail = true };
+    FakeStored g = { .bits = hbitmap_alloc(4 * MiB, 65536) };
+    Error *err = NULL;
+
+    hbitmap_set(g.bits, MiB, 64 * KiB);
+    bdrv_dirty_bitmap_set_loader(bad, &fake_loader, &f);
+    bdrv_dirty_bitmap_set_loader(ok, &fake_loader, &g);
+    g_assert_cmpint(bdrv_dirty_bitmap_check(bad, BDRV_BITMAP_BUSY |
+                                            BDRV_BITMAP_RO, &error_abort),
+                    ==, 0);
+    g_assert_cmpint(f.loads, ==, 0);
+    g_assert_cmpint(bdrv_dirty_bitmap_check(bad, BDRV_BITMAP_ALLOW_RO, &err),
+                    <, 0);
+    expect_error(&err, "Could not read bitmap 'lazy' from image");
+    g_assert_true(bdrv_dirty_bitmap_inconsistent(bad));
+    g_assert_cmpint(bdrv_dirty_bitmap_check(ok, BDRV_BITMAP_DEFAULT,
+                                            &error_abort), ==, 0);
+    g_assert_cmpint(g.loads, ==, 1);
+    g_assert_cmpuint(bdrv_get_dirty_count(ok), ==, 64 * KiB);
+    hbitmap_free(f.bits);
+    hbitmap_free(g.bits);
+    free_node(bs);
+}
+
+/*
+ * Abdicate (review H37 #9): the parent's stored bits are read before the
+ * parent goes, never dropped unread with the loader; the successor keeps
+ * exactly the writes since the job started.  A failed load leaves the
+ * successor inconsistent: the job consumed incomplete bits.
+ */
+static void test_lazy_abdicate(void)
+{
+    for (int fail = 0; fail <= 1; fail++) {
+        BlockDriverState *bs = fake_node(4 * MiB);
+        BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, 65536, "lazy",
+                                                       &error_abort);
+        FakeStored f = { .bits = hbitmap_alloc(4 * MiB, 65536),
+                         .fail = fail };
+        BdrvDirtyBitmap *succ;
+
+        hbitmap_set(f.bits, 0, MiB);
+        bdrv_dirty_bitmap_set_loader(bm, &fake_loader, &f);
+        bdrv_dirty_bitmap_set_persistent(bm, true);
+        g_assert_cmpint(bdrv_dirty_bitmap_create_successor(bm, &error_abort),
+                        ==, 0);
+        bdrv_set_dirty(bs, 2 * MiB, 64 * KiB);
+        g_assert_cmpint(f.loads, ==, 0);
+        succ = bdrv_dirty_bitmap_abdicate(bm, &error_abort);
+        g_assert_nonnull(succ);
+        g_assert_cmpint(f.loads, ==, 1);
+        g_assert_true(f.freed);
+        g_assert_true(bdrv_find_dirty_bitmap(bs, "lazy") == succ);
+        g_assert_true(bdrv_dirty_bitmap_get_persistent(succ));
+        g_assert_cmpint(bdrv_dirty_bitmap_inconsistent(succ), ==, fail);
+        g_assert_cmpint(bdrv_dirty_bitmap_enabled(succ), ==, !fail);
+        g_assert_cmpuint(bdrv_get_dirty_count(succ), ==, 64 * KiB);
+        hbitmap_free(f.bits);
+        free_node(bs);
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+/* Lazy loading of qcow2 persistent bitmaps on real images               */
+
+extern BlockDriver bdrv_qcow2;
+static char *tmpdir;
+
+typedef struct CreateCo {
+    json_t *opts;
+    Error *err;
+    int ret;
+} CreateCo;
+
+static void create_co(void *opaque)
+{
+    CreateCo *c = opaque;
+    c->ret = bdrv_qcow2.bdrv_co_create(c->opts, &c->err);
+}
+
+/* A qcow2 image with persistent bitmap "p": [1 MiB, 3 MiB) dirty. */
+static char *image_with_bitmap(const char *name, char **sha)
+{
+    char *path = g_build_filename(tmpdir, name, NULL);
+    BlockDriverState *file;
+    BlockBackend *blk;
+    BdrvDirtyBitmap *bm;
+    CreateCo c = { 0 };
+    FILE *f = fopen(path, "w");
+
+    g_assert_nonnull(f);
+    fclose(f);
+    file = bdrv_open(NULL, NULL, json_pack("{s:s, s:s}", "driver", "file",
+                                           "filename", path),
+                     BDRV_O_RDWR | BDRV_O_RESIZE, &error_abort);
+    c.opts = json_pack("{s:s, s:s, s:I}", "driver", "qcow2", "file",
+                       bdrv_get_node_name(file), "size", (json_int_t)(8 * MiB));
+    coroutine_run_sync(create_co, &c);
+    g_assert_cmpint(c.ret, ==, 0);
+    json_decref(c.opts);
+    bdrv_unref(file);
+
+    blk = blk_new_open(NULL, NULL,
+                       json_pack("{s:s, s:{s:s, s:s}}", "driver", "qcow2",
+                                 "file", "driver", "file", "filename", path),
+                       BDRV_O_RDWR, &error_abort);
+    bm = bdrv_create_dirty_bitmap(blk_bs(blk), 65536, "p", &error_abort);
+    bdrv_dirty_bitmap_set_persistent(bm, true);
+    bdrv_set_dirty_bitmap(bm, MiB, 2 * MiB);
+    *sha = bdrv_dirty_bitmap_sha256(bm, &error_abort);
+    blk_unref(blk);
+    return path;
+}
+
+/* Open path read-only; extra members go to the qcow2 / file nodes. */
+static BlockBackend *open_ro(const char *path, bool force_share,
+                             const char *locking)
+{
+    json_t *file = json_pack("{s:s, s:s}", "driver", "file", "filename",
+                             path);
+    json_t *o = json_pack("{s:s, s:o}", "driver", "qcow2", "file", file);
+
+    if (force_share) {
+        json_object_set_new(o, "force-share", json_true());
+    }
+    if (locking) {
+        json_object_set_new(file, "locking", json_string(locking));
+    }
+    return blk_new_open(NULL, NULL, o, 0, &error_abort);
+}
+
+/*
+ * Review H37 #5: data may stay on disk only while this node's lock keeps
+ * other writers out.  Read-only with locks: pending.  force-share=on or
+ * locking=off: another process may remove the bitmap and reuse its
+ * clusters, so the data is read at open.  The contents are the same.
+ */
+static void test_qcow2_lazy_needs_lock(void)
+{
+    g_autofree char *sha = NULL;
+    g_autofree char *path = image_with_bitmap("lock.qcow2", &sha);
+    static const struct {
+        bool force_share;
+        const char *locking;
+        bool pending;
+    } cases[] = {
+        { false, NULL, true },
+        { false, "on", true },
+        { true, NULL, false },
+        { false, "off", false },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        BlockBackend *blk = open_ro(path, cases[i].force_share,
+                                    cases[i].locking);
+        BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(blk_bs(blk), "p");
+        g_autofree char *got = NULL;
+
+        g_assert_nonnull(bm);
+        g_assert_cmpint(bdrv_dirty_bitmap_has_pending_load(bm), ==,
+                        cases[i].pending);
+        got = bdrv_dirty_bitmap_sha256(bm, &error_abort);
+        g_assert_cmpstr(got, ==, sha);
+        blk_unref(blk);
+    }
+}
+
+/* Review H37 #8: inactivating a read-only node reads pending bitmaps (the
+ * image may then belong to another process). */
+static void test_qcow2_inactivate_ro(void)
+{
+    g_autofree char *sha = NULL;
+    g_autofree char *path = image_with_bitmap("inact.qcow2", &sha);
+    BlockBackend *blk = open_ro(path, false, NULL);
+    BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(blk_bs(blk), "p");
+    g_autofree char *got = NULL;
+
+    g_assert_true(bdrv_dirty_bitmap_has_pending_load(bm));
+    g_assert_cmpint(bdrv_inactivate(blk_bs(blk), &error_abort), ==, 0);
+    g_assert_false(bdrv_dirty_bitmap_has_pending_load(bm));
+    g_assert_false(bdrv_dirty_bitmap_inconsistent(bm));
+    got = bdrv_dirty_bitmap_sha256(bm, &error_abort);
+    g_assert_cmpstr(got, ==, sha);
+    blk_unref(blk);
 }
 
 int main(int argc, char **argv)
 {
+    int ret;
+
     g_test_init(&argc, &argv, NULL);
+    bdrv_register_builtin_drivers();
+    tmpdir = g_dir_make_tmp("qblock-test-dirty-bitmap-XXXXXX", NULL);
+    g_assert_nonnull(tmpdir);
     g_test_add_func("/dirty-bitmap/create-names", test_create_names);
     g_test_add_func("/dirty-bitmap/default-granularity", test_default_granularity);
     g_test_add_func("/dirty-bitmap/marking", test_marking);
@@ -500,5 +727,16 @@ int main(int argc, char **argv)
     g_test_add_func("/dirty-bitmap/query", test_query);
     g_test_add_func("/dirty-bitmap/lazy-property", test_lazy_property);
     g_test_add_func("/dirty-bitmap/lazy-failure", test_lazy_failure);
-    return g_test_run();
+    g_test_add_func("/dirty-bitmap/lazy-check-loads", test_lazy_check_loads);
+    g_test_add_func("/dirty-bitmap/lazy-abdicate", test_lazy_abdicate);
+    g_test_add_func("/dirty-bitmap/qcow2-lazy-needs-lock",
+                    test_qcow2_lazy_needs_lock);
+    g_test_add_func("/dirty-bitmap/qcow2-inactivate-ro",
+                    test_qcow2_inactivate_ro);
+    ret = g_test_run();
+    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) {
+        ret = ret ? ret : 1;
+    }
+    return ret;
 }

@@ -27,8 +27,16 @@
  *     are exactly the stored ones: nothing is read or written), and loads
  *     every other pending bitmap before writing it; removal loads the
  *     bitmap before freeing its table (a transaction may still give it
- *     back); inactivation loads everything, since the image then belongs
- *     to another process.
+ *     back); inactivation loads everything, read-only nodes included,
+ *     since the image then belongs to another process.
+ *  4. Nobody else writes the image meanwhile: data stays pending only if
+ *     the node's image lock keeps other writers out (writers_excluded:
+ *     no edge down to the file shares WRITE or RESIZE -- force-share does
+ *     -- and the file node holds locks).  Otherwise, as in QEMU, the data
+ *     is read at open, so the bitmap is what the image held at open even
+ *     if another process then removes it and reuses its clusters.
+ * A load that fails later (I/O error) makes the bitmap inconsistent; it
+ * is then not stored, so its old data and in-use flag stay on disk.
  *
  * Format and texts: shared/docs/qcow2-bitmaps.md (section numbers below).
  */
@@ -384,8 +392,39 @@ static bool table_pinned(BlockDriverState *bs, uint64_t table_offset,
     return true;
 }
 
-/* Load every pending bitmap of bs (failures leave them all dirty and are
- * reported). */
+/*
+ * Rule 4: does this node's lock keep every other writer out of the image?
+ * Walk the file edges down to the protocol node (filters such as blkdebug
+ * pass their child's data through): every edge must unshare WRITE and
+ * RESIZE (read-only force-share shares everything), and the protocol node
+ * must be a file node with locking on, so that other processes see the
+ * unshared bytes.  Anything else (locking=off, NBD) cannot keep writers
+ * out.
+ */
+static bool writers_excluded(BlockDriverState *bs)
+{
+    BdrvChild *c = bs->file;
+
+    for (int depth = 0; c && depth < 32; depth++) {
+        BlockDriverState *f = c->bs;
+        const char *locking;
+
+        if ((c->shared_perm & (BLK_PERM_WRITE | BLK_PERM_RESIZE)) ||
+            f->force_share || !f->drv) {
+            return false;
+        }
+        if (!strcmp(f->drv->format_name, "file")) {
+            locking = json_string_value(json_object_get(f->options,
+                                                         "locking"));
+            return !locking || strcmp(locking, "off") != 0;
+        }
+        c = f->file;
+    }
+    return false;
+}
+
+/* Load every pending bitmap of bs (a failure makes that bitmap
+ * inconsistent and is reported). */
 static void load_all_pending(BlockDriverState *bs)
 {
     Error *err = NULL;
@@ -393,6 +432,11 @@ static void load_all_pending(BlockDriverState *bs)
     if (bdrv_dirty_bitmap_load_all(bs, &err) < 0) {
         error_report_err(err);
     }
+}
+
+void qcow2_load_pending_bitmaps(BlockDriverState *bs)
+{
+    load_all_pending(bs);
 }
 
 /* Collect the data clusters of a table and its own clusters for freeing. */
@@ -583,6 +627,7 @@ int qcow2_load_dirty_bitmaps(BlockDriverState *bs, bool writable,
     g_autoptr(GPtrArray) list = NULL;
     g_autoptr(GPtrArray) created = g_ptr_array_new();
     bool need_update = false;
+    bool lazy;
     int ret;
 
     ret = handle_stale_extension(bs, writable, errp);
@@ -596,6 +641,7 @@ int qcow2_load_dirty_bitmaps(BlockDriverState *bs, bool writable,
     if (!list) {
         return -EINVAL;
     }
+    lazy = writers_excluded(bs);
     for (guint i = 0; i < list->len; i++) {
         Qcow2BitmapEntry *e = list->pdata[i];
         bool in_use = e->flags & QCOW2_BME_FLAG_IN_USE;
@@ -631,7 +677,8 @@ int qcow2_load_dirty_bitmaps(BlockDriverState *bs, bool writable,
                              "from image for bitmap '%s'", e->name);
             goto fail;
         }
-        if (!table_pinned(bs, e->table_offset, e->table_size, table)) {
+        if (!lazy ||
+            !table_pinned(bs, e->table_offset, e->table_size, table)) {
             ret = load_bitmap_data(bs, table, e->table_size, hb);
             if (ret < 0) {
                 error_setg_errno(errp, -ret, "Could not read bitmap '%s' "
@@ -858,6 +905,29 @@ static int store_bitmaps(BlockDriverState *bs, GPtrArray *done, Error **errp)
             return -EINVAL;
         }
         e = find_entry(list, name);
+        {
+            Qcow2StoredBitmap *sb =
+                bdrv_dirty_bitmap_pending_load(bm, &qcow2_stored_bitmap);
+            if (sb && (!e || sb->table_offset != e->table_offset ||
+                       sb->table_size != e->table_size)) {
+                /* Rule 3 broken: the pending data is no longer ours. */
+                error_setg(errp, "Bitmap '%s': its table on disk changed "
+                           "before its data was loaded", name);
+                return -EIO;
+            }
+            if (sb && !bdrv_dirty_bitmap_stored_unchanged(bm)) {
+                /*
+                 * Read the stored bits before this entry is touched: if
+                 * that fails the bitmap is now inconsistent and is left
+                 * out, so its entry (old table, in_use) stays as it is.
+                 */
+                Error *err = NULL;
+                if (bdrv_dirty_bitmap_load(bm, &err) < 0) {
+                    error_report_err(err);
+                    continue;
+                }
+            }
+        }
         if (e) {
             if (!(e->flags & QCOW2_BME_FLAG_IN_USE)) {
                 error_setg(errp, "Bitmap '%s' already exists in the image",
@@ -885,20 +955,11 @@ static int store_bitmaps(BlockDriverState *bs, GPtrArray *done, Error **errp)
         e->flags = bdrv_dirty_bitmap_enabled(bm) ? QCOW2_BME_FLAG_AUTO : 0;
         e->bitmap = bm;
         e->keep_table = false;
-        {
-            Qcow2StoredBitmap *sb =
-                bdrv_dirty_bitmap_pending_load(bm, &qcow2_stored_bitmap);
-            if (sb && (sb->table_offset != e->old_table_offset ||
-                       sb->table_size != e->old_table_size)) {
-                /* Rule 3 broken: the pending data is no longer ours. */
-                error_setg(errp, "Bitmap '%s': its table on disk changed "
-                           "before its data was loaded", name);
-                return -EIO;
-            }
-            if (sb && bdrv_dirty_bitmap_stored_unchanged(bm)) {
-                /* Contents == stored bits: the table stays as it is. */
-                e->keep_table = true;
-            }
+        if (bdrv_dirty_bitmap_pending_load(bm, &qcow2_stored_bitmap)) {
+            /* Still pending here means nothing was set in RAM (loaded
+             * above otherwise): contents == stored bits, so the table
+             * stays as it is. */
+            e->keep_table = true;
         }
         g_ptr_array_add(stored, e);
     }
@@ -955,13 +1016,16 @@ static int store_and_detach(BlockDriverState *bs, bool release,
                             bool load_pending, Error **errp)
 {
     g_autoptr(GPtrArray) done = g_ptr_array_new();
-    int ret = store_bitmaps(bs, done, errp);
+    int ret;
 
+    if (load_pending) {
+        /* Before the store: a bitmap whose load fails is inconsistent and
+         * therefore not stored, so its in-use flag stays on disk. */
+        load_all_pending(bs);
+    }
+    ret = store_bitmaps(bs, done, errp);
     if (ret < 0) {
         return ret;
-    }
-    if (load_pending) {
-        load_all_pending(bs);
     }
     for (guint i = 0; i < done->len; i++) {
         if (release) {
@@ -1032,12 +1096,11 @@ int qcow2_reopen_bitmaps_rw(BlockDriverState *bs, Error **errp)
                            "in RAM", e->name, bs->filename);
                 return -EINVAL;
             }
-            if (bdrv_dirty_bitmap_inconsistent(bm)) {
-                error_setg(errp, "Corruption: bitmap '%s' is inconsistent "
-                           "but is not marked IN_USE in the image '%s'",
-                           e->name, bs->filename);
-                return -EINVAL;
-            }
+            /*
+             * Inconsistent in RAM but not in use on disk: with lazy data
+             * this is no corruption but a load that failed while the node
+             * was read-only.  Setting in_use records it on disk too.
+             */
             e->flags |= QCOW2_BME_FLAG_IN_USE;
             need_update = true;
             g_ptr_array_add(ro, bm);

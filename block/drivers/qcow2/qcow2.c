@@ -646,6 +646,11 @@ static int qcow2_inactivate(BlockDriverState *bs)
     BDRVQcow2State *s = bs->opaque;
     int ret = 0;
 
+    if (s->l2_table_cache && bdrv_is_read_only(bs) && !s->closing) {
+        /* The image may now belong to another process: no bitmap data may
+         * stay pending on its disk (bitmap.c, rule 3). */
+        qcow2_load_pending_bitmaps(bs);
+    }
     if (!s->l2_table_cache || bdrv_is_read_only(bs) || s->broken) {
         return 0;
     }

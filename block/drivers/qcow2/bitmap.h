@@ -74,7 +74,8 @@ int qcow2_load_dirty_bitmaps(BlockDriverState *bs, bool writable,
 int qcow2_store_persistent_dirty_bitmaps(BlockDriverState *bs, bool release,
                                          Error **errp);
 /* Read the data of every bitmap still pending (rule 3: inactivation of
- * a read-only node); failures make bitmaps inconsistent, reported. */
+ * a read-only node; any reopen); failures make bitmaps inconsistent,
+ * reported. */
 void qcow2_load_pending_bitmaps(BlockDriverState *bs);
 /* Reopen rw -> ro, prepare stage: store and mark readonly (§5.4). */
 int qcow2_reopen_bitmaps_ro(BlockDriverState *bs, Error **errp);

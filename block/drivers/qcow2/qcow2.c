@@ -859,6 +859,12 @@ static int qcow2_reopen_prepare(BDRVReopenState *state,
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
+    /* Bitmap data is read lazily only while our image lock keeps other
+     * writers out (bitmap.c, rule 4); a reopen may change that (force-share,
+     * the file's locking, a new file child), so read what is still pending
+     * while the image is surely ours.  Harmless if the reopen aborts. */
+    qcow2_load_pending_bitmaps(bs);
+
     /* Keys we accept at runtime; their new values take effect on commit
      * (lazy-refcounts, discard and overlap options). */
     if (state->options) {

@@ -37,6 +37,23 @@
  *     until a later attempt succeeds.  A reconnection must find the same
  *     export size, the requested meta context and (for a writable node) a
  *     writable export, or it counts as a failed attempt.
+ *  4. From the moment the reader has matched a reply to its request until
+ *     it is done with that reply, the reader owns the request (s->owned):
+ *     it may be writing the request's data into the caller's buffer, or
+ *     its status into the caller's variables, across yields.  Nobody
+ *     else completes an owned request: nbd_channel_error, when a writer
+ *     calls it after a failed send, skips it, and receive_one fails it
+ *     with -EIO once the reader is done with it.  Otherwise the caller
+ *     could return and free its buffer while the reader still fills it
+ *     (iotest 315).
+ *  5. With structured replies, READ and BLOCK_STATUS are answered in
+ *     chunks: a simple reply to them is accepted only as an error (QEMU
+ *     7.2 takes it so for BLOCK_STATUS; for READ it calls even an error
+ *     a protocol error, a difference only a broken server can see).  A
+ *     successful simple reply to BLOCK_STATUS fails that request with
+ *     -EIO (the connection stays in step); to READ it ends the connection
+ *     and fails the read with -EINVAL, as does a chunk outside its
+ *     request (as QEMU 7.2; iotests 313, 314).
  */
 #include "nbd/nbd.h"
 #include "util/bswap.h"
@@ -108,6 +125,8 @@ typedef struct BDRVNBDState {
     uint64_t seq;
 
     Coroutine *reader;           /* NULL until the first request */
+    NBDReq *owned;               /* the request whose reply the reader is
+                                  * reading, or NULL (invariant 4) */
     ReaderPark park;
 
     /* Reconnection */
@@ -591,7 +610,9 @@ static void nbd_channel_error(BDRVNBDState *s)
     nbd_sock_shutdown(&s->sock);
     for (int i = 0; i < NBD_CLIENT_MAX_REQUESTS; i++) {
         NBDReq *req = &s->reqs[i];
-        if (req->handle && !req->done) {
+        /* The request the reader is filling is the reader's to end
+         * (invariant 4). */
+        if (req->handle && !req->done && req != s->owned) {
             req->conn_lost = true;
             req_done(req, -EIO);
         }
@@ -655,9 +676,21 @@ static bool replies_expected(BDRVNBDState *s)
     return false;
 }
 
+/*
+ * Whether [off, off + len) lies within the request r: written so that
+ * no sum can wrap past 2^64 (a chunk at 2^64 - 8 of length 16 must not
+ * pass as one at 8; iotest 314).
+ */
+static bool chunk_in_request(const Reply *r, uint64_t off, uint64_t len)
+{
+    return off >= r->offset && len <= r->len &&
+           off - r->offset <= r->len - len;
+}
+
 /* Read one simple reply or one structured chunk and apply it to its
- * request; -EIO on any protocol violation or socket error. */
-static int coroutine_fn receive_one(BDRVNBDState *s)
+ * request; -EIO on any protocol violation or socket error.  Sets
+ * s->owned once it knows the request (invariant 4). */
+static int coroutine_fn receive_reply(BDRVNBDState *s)
 {
     uint8_t hdr[MAX(NBD_STRUCTURED_HDR_SIZE, NBD_EXTENDED_REPLY_SIZE)];
     g_autofree uint8_t *payload = NULL;
@@ -694,11 +727,29 @@ static int coroutine_fn receive_one(BDRVNBDState *s)
         if (!req || req->chunks) {
             return -EIO;
         }
+        s->owned = req;
         r = req->r;
         err = nbd_wire_to_errno(ld32_be(hdr + 4));
         if (err) {
             req_done(req, -err);
             return 0;
+        }
+        if (s->info.structured && req->type == NBD_CMD_BLOCK_STATUS) {
+            /*
+             * Success without the status chunk: nothing follows the
+             * 16 bytes, so the stream is still in step; only this
+             * request fails, with the I/O error QEMU 7.2 reports (the
+             * connection stays, as there; iotest 313).
+             */
+            req_done(req, -EIO);
+            return 0;
+        }
+        if (s->info.structured && req->type == NBD_CMD_READ) {
+            /* The data would have to come in chunks; whether raw data
+             * follows is anyone's guess, so the connection ends.  QEMU
+             * 7.2 fails the read with EINVAL. */
+            req_done(req, -EINVAL);
+            return -EIO;
         }
         if (req->type == NBD_CMD_READ && r->len &&
             read_into_qiov(s, r->qiov, 0, r->len) < 0) {
@@ -719,7 +770,11 @@ static int coroutine_fn receive_one(BDRVNBDState *s)
     len = ld32_be(hdr + 16);
 chunk:
     req = find_req(s, handle);
-    if (!req || len > NBD_MAX_BUFFER_SIZE + 4096 || ++req->chunks > 1000000) {
+    if (!req) {
+        return -EIO;
+    }
+    s->owned = req;
+    if (len > NBD_MAX_BUFFER_SIZE + 4096 || ++req->chunks > 1000000) {
         return -EIO;
     }
     r = req->r;
@@ -731,8 +786,11 @@ chunk:
             return -EIO;
         }
         off = ld64_be(ob);
-        if (off < r->offset || off + (len - 8) > r->offset + r->len ||
-            read_into_qiov(s, r->qiov, off - r->offset, len - 8) < 0) {
+        if (!chunk_in_request(r, off, len - 8)) {
+            req_done(req, -EINVAL);
+            return -EIO;
+        }
+        if (read_into_qiov(s, r->qiov, off - r->offset, len - 8) < 0) {
             return -EIO;
         }
     } else {
@@ -754,7 +812,8 @@ chunk:
             }
             off = ld64_be(payload);
             hl = ld32_be(payload + 8);
-            if (off < r->offset || off + hl > r->offset + r->len) {
+            if (!chunk_in_request(r, off, hl)) {
+                req_done(req, -EINVAL);
                 return -EIO;
             }
             qiov_memset(r->qiov, off - r->offset, 0, hl);
@@ -829,6 +888,27 @@ chunk:
         }
     }
     return 0;
+}
+
+/*
+ * receive_reply, and the end of the reader's ownership of the request it
+ * worked on (invariant 4): if the connection was declared lost while the
+ * reader was reading this request's reply, nbd_channel_error left the
+ * request alone, and it is failed here, once nothing will write into it
+ * any more.  A request whose reply did arrive whole keeps its result.
+ */
+static int coroutine_fn receive_one(BDRVNBDState *s)
+{
+    int ret = receive_reply(s);
+    NBDReq *req = s->owned;
+
+    s->owned = NULL;
+    if (req && !req->done && s->state != NBD_CLIENT_CONNECTED) {
+        req->conn_lost = true;
+        req_done(req, -EIO);
+        return -EIO;
+    }
+    return ret;
 }
 
 /* One attempt to connect and negotiate again, on s->sock. */
@@ -1144,6 +1224,12 @@ static int coroutine_fn nbd_co_block_status(BlockDriverState *bs,
                       r.len, NULL, &r);
     if (ret < 0) {
         return ret;
+    }
+    /* receive_reply completes a BLOCK_STATUS with success only with a
+     * status (invariant 5); still, a server must never get us to return
+     * success with *pnum unset (iotest 313). */
+    if (!r.got_status) {
+        return -EIO;
     }
     *map = offset;
     *file = bs;

@@ -36,8 +36,13 @@
  * records pass MONITOR_MAX_MESSAGE bytes is reported once with "JSON token
  * size limit exceeded" and the rest of it (up to the point where its
  * brackets balance) is lexed without being stored, so memory stays
- * bounded.  Below that, tokens of any length are fine, as in QEMU (a
- * 5000-letter keyword is an "invalid keyword" echoed whole).
+ * bounded.  Every stored byte is checked against the cap within a few
+ * bytes: runs of string bytes, escapes, digits and letters as they grow,
+ * every other token when it ends.  A lexical error in the skipped rest
+ * ends the skip (stray error, counts reset), so the following commands
+ * are served as qemu-storage-daemon 7.2 serves them.  Below the cap,
+ * tokens of any length are fine, as in QEMU (a 5000-letter keyword is an
+ * "invalid keyword" echoed whole).
  */
 #include "monitor/monitor.h"
 #include <math.h>
@@ -129,6 +134,11 @@ void json_stream_free(JsonStream *js)
         g_array_free(js->toks, TRUE);
         g_free(js);
     }
+}
+
+size_t json_stream_buffered(const JsonStream *js)
+{
+    return js->buf->len + js->toks->len * sizeof(Token);
 }
 
 static void emit_error(JsonStream *js, const char *fmt, ...)
@@ -570,19 +580,30 @@ static void push_token(JsonStream *js, char type)
     }
 }
 
-/* The current token (including the byte just stored) is invalid. */
-static void lex_error(JsonStream *js)
+/*
+ * The current token, ending with the byte c just seen, is invalid.  The
+ * message collected so far is dropped and the lexer resynchronises.
+ *
+ * In the skipped rest of an over-long message this also ends the skip and
+ * forgets its bracket counts, as an error token resets QEMU's streamer:
+ * otherwise the counts of the dropped message would swallow the commands
+ * that follow until a stray closer balanced them.  The token's text is not
+ * kept while skipping, so the error quotes only the offending byte (QEMU,
+ * which cut the over-long token earlier, typically quotes just that too).
+ */
+static void lex_error(JsonStream *js, unsigned char c)
 {
-    if (!js->skipping) {
-        g_autofree char *text = g_strndup(js->buf->str + js->tok_start,
-                                          js->buf->len - js->tok_start);
+    g_autofree char *text = NULL;
 
-        drop_message(js);
-        emit_error(js, "JSON parse error, stray '%s'", text);
+    if (js->skipping) {
+        text = g_strndup((const char *)&c, 1);
+        js->skipping = false;
     } else {
-        g_string_truncate(js->buf, 0);
-        js->tok_start = 0;
+        text = g_strndup(js->buf->str + js->tok_start,
+                         js->buf->len - js->tok_start);
     }
+    drop_message(js);
+    emit_error(js, "JSON parse error, stray '%s'", text);
     js->state = L_RECOVERY;
 }
 
@@ -656,7 +677,7 @@ void json_stream_feed(JsonStream *js, const char *data, size_t len)
             } else if (c >= 'a' && c <= 'z') {
                 js->state = L_KEYWORD;
             } else {
-                lex_error(js);
+                lex_error(js, c);
             }
             break;
 
@@ -684,7 +705,7 @@ void json_stream_feed(JsonStream *js, const char *data, size_t len)
             } else if (c == '\\') {
                 js->state = L_ESCAPE;
             } else {
-                lex_error(js);      /* control byte, 0xFE or 0xFF */
+                lex_error(js, c);      /* control byte, 0xFE or 0xFF */
             }
             break;
         }
@@ -693,10 +714,14 @@ void json_stream_feed(JsonStream *js, const char *data, size_t len)
             i++;
             store(js, c);
             if (c < 0x20 || c >= 0xFE) {
-                lex_error(js);
+                lex_error(js, c);
             } else {
-                /* Which escapes exist is the parser's business. */
+                /* Which escapes exist is the parser's business.  The
+                 * escape counts against the size cap like any string
+                 * byte: a string of nothing but escapes must not grow
+                 * the buffer without bound. */
                 js->state = L_STRING;
+                check_size(js);
             }
             break;
 
@@ -708,7 +733,7 @@ void json_stream_feed(JsonStream *js, const char *data, size_t len)
             } else if (c >= '1' && c <= '9') {
                 js->state = L_INT;
             } else {
-                lex_error(js);
+                lex_error(js, c);
             }
             break;
 
@@ -718,7 +743,7 @@ void json_stream_feed(JsonStream *js, const char *data, size_t len)
                 i++;
                 store(js, c);
                 if (js->state == L_ZERO) {
-                    lex_error(js);  /* no leading zeros */
+                    lex_error(js, c);  /* no leading zeros */
                 } else {
                     check_size(js);
                 }
@@ -744,7 +769,7 @@ void json_stream_feed(JsonStream *js, const char *data, size_t len)
             if (c >= '0' && c <= '9') {
                 js->state = js->state == L_DOT ? L_FRAC : L_EXP_DIGITS;
             } else {
-                lex_error(js);
+                lex_error(js, c);
             }
             break;
 
@@ -770,7 +795,7 @@ void json_stream_feed(JsonStream *js, const char *data, size_t len)
             } else if (c >= '0' && c <= '9') {
                 js->state = L_EXP_DIGITS;
             } else {
-                lex_error(js);
+                lex_error(js, c);
             }
             break;
 

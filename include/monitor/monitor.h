@@ -46,6 +46,9 @@ void json_stream_feed(JsonStream *js, const char *buf, size_t len);
 /* Forget a partial message (used on disconnect). */
 void json_stream_reset(JsonStream *js);
 void json_stream_free(JsonStream *js);
+/* Bytes held for the message being collected (text plus token records):
+ * never more than MONITOR_MAX_MESSAGE plus a few bytes (tests use it). */
+size_t json_stream_buffered(const JsonStream *js);
 
 /* ---- monitors (monitor/qmp.c) ---- */
 

@@ -6,13 +6,16 @@ must answer with an error or a harmless success and keep serving.
 - block-dirty-bitmap-merge with "bitmaps": [] (QEMU 7.2: SIGSEGV) succeeds
   and leaves the target unchanged;
 - blockdev-reopen with "options": [] (QEMU 7.2: assertion) succeeds;
-- nesting deeper than 1024 (errors as QEMU's), a message over 64 MiB, invalid UTF-8 and
+- nesting deeper than 1024 (errors as QEMU's), a message over 64 MiB (also
+  as an unclosed string of escapes; an invalid byte in its skipped rest
+  ends it, so the next command is served as by QSD 7.2, compared with
+  QBLOCK_QSD_HUGE=1: QSD reads a byte per read(), ~4 minutes), invalid UTF-8 and
   control bytes, a client that disconnects mid-message or before reading
   its replies, and a message trickled one byte per write: error replies or
   closed connections, and a fresh client is served afterwards;
 - throughput: 2000 small commands in one write are answered quickly.
 
-Env: QBLOCK_BUILD, QBLOCK_SRC.  Exit 0 pass, 77 skip, 1 fail.
+Env: QBLOCK_BUILD, QBLOCK_SRC, QBLOCK_QSD_HUGE.  Exit 0 pass, 77 skip, 1 fail.
 """
 import json
 import os
@@ -37,6 +40,53 @@ def check(what, cond):
 
 def err_desc(r):
     return r.get("error", {}).get("desc")
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as st:
+        for line in st:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def reply_within(c, secs=10.0):
+    """The next reply, or {} when none comes within secs."""
+    c.sock.settimeout(secs)
+    try:
+        return c.reply()
+    except (socket.timeout, TimeoutError):
+        return {}
+    finally:
+        c.sock.settimeout(30.0)
+
+
+def replies_until(c, wanted_id, limit=100):
+    """Error texts (or ids) of the replies up to the one with wanted_id;
+    (seen, None) when a reply is missing."""
+    seen = []
+    for _ in range(limit):
+        r = reply_within(c)
+        if not r:
+            break
+        if r.get("id") == wanted_id:
+            return seen, r
+        seen.append(err_desc(r) or r.get("id"))
+    return seen, None
+
+
+def huge_then_invalid_byte(c):
+    """A 65 MiB string (past the size cap, so the rest of its message is
+    skipped), an invalid byte inside it, then a normal command.  The error
+    token ends the dropped message, so the command is answered: QSD 7.2
+    replies "JSON token size limit exceeded", "invalid keyword 'aaa...",
+    "stray '\\x01'", then the command."""
+    chunk = b"a" * (1 << 20)
+    c.send_raw(b'{"execute": "query-version", "arguments": {"a": "')
+    for _ in range(65):
+        c.send_raw(chunk)
+    c.send_raw(b'\x01\n{"execute": "query-version", "id": "after"}\n')
+    return replies_until(c, "after")
 
 
 def main():
@@ -108,6 +158,39 @@ def main():
               err_desc(r) == "JSON token size limit exceeded")
         r = c.reply()
         check("served after a huge keyword", r.get("id") == "kw")
+
+        # an unclosed string of nothing but escapes meets the same cap as
+        # plain text: the error comes while the string is still open and
+        # the daemon does not keep the 100 MiB (it kept all before)
+        base = rss_kib(d.proc.pid)
+        c.send_raw('{"execute": "query-version", "id": "esc", "s": "')
+        esc = "\\n" * (1 << 19)
+        for _ in range(100):
+            c.send_raw(esc)
+        r = reply_within(c)
+        grown = (rss_kib(d.proc.pid) - base) // 1024
+        check("100 MiB unclosed string of escapes: error before its end",
+              err_desc(r) == "JSON token size limit exceeded")
+        check("... memory stays bounded (RSS +%d MiB)" % grown, grown < 48)
+        c.send_raw('"}{"execute": "query-version", "id": "esc2"}')
+        r = c.reply()
+        check("served after the escapes", r.get("id") == "esc2")
+
+        # an invalid byte in the skipped rest of a huge message ends it:
+        # the next command is answered (it was swallowed before)
+        errors, r = huge_then_invalid_byte(c)
+        check("huge message + invalid byte: errors %r" % (errors,),
+              errors == ["JSON token size limit exceeded",
+                         "JSON parse error, stray '\x01'"])
+        check("... next command served", r is not None and "return" in r)
+        if os.environ.get("QBLOCK_QSD_HUGE") == "1":
+            # QSD reads QMP input a byte per read(): ~4 minutes
+            with Daemon("qemu-storage-daemon", []) as q:
+                qerr, qr = huge_then_invalid_byte(q.conn)
+            check("QSD too: next command served, last error %r"
+                  % (qerr[-1:],),
+                  qr is not None and "return" in qr and
+                  qerr[-1:] == errors[-1:])
 
         # invalid bytes and control characters inside a string
         c.send_raw(b'{"execute": "query-version", "id": "\xff\x01"}')

@@ -336,6 +336,104 @@ static void test_size_limit(void)
     g_ptr_array_free(col.errors, TRUE);
 }
 
+/*
+ * A never-closed string made only of two-byte escapes ("\n\n\n...") must
+ * hit the same cap as plain text: the bytes held stay at the limit plus a
+ * constant while 66 MiB stream in, the limit is reported once, and the
+ * messages after the string's end are served.
+ */
+static void test_size_limit_escapes(void)
+{
+    Collected col = { g_ptr_array_new_with_free_func((GDestroyNotify)json_decref),
+                      g_ptr_array_new_with_free_func(g_free) };
+    JsonStream *js = json_stream_new(collect, &col);
+    size_t chunk = 64 * 1024, total = MONITOR_MAX_MESSAGE + 2 * 1024 * 1024;
+    char *buf = g_malloc(chunk);
+    size_t peak = 0;
+
+    for (size_t i = 0; i < chunk; i += 2) {
+        buf[i] = '\\';
+        buf[i + 1] = 'n';
+    }
+    json_stream_feed(js, "{\"s\": \"", 7);
+    for (size_t fed = 0; fed < total; fed += chunk) {
+        /* Odd split points too, so an escape straddles two writes. */
+        size_t cut = (fed / chunk) % 2 ? 1 : 0;
+
+        json_stream_feed(js, buf, chunk - cut);
+        json_stream_feed(js, buf + chunk - cut, cut);
+        peak = MAX(peak, json_stream_buffered(js));
+        g_assert_cmpuint(json_stream_buffered(js), <=,
+                         MONITOR_MAX_MESSAGE + 64);
+    }
+    g_assert_cmpuint(peak, >, MONITOR_MAX_MESSAGE - chunk);
+    g_assert_cmpuint(col.errors->len, ==, 1);
+    g_assert_cmpstr(col.errors->pdata[0], ==, "JSON token size limit exceeded");
+    json_stream_feed(js, "\"}{\"ok\": true}", 14);
+    g_assert_cmpuint(col.errors->len, ==, 1);
+    g_assert_cmpuint(col.values->len, ==, 1);
+    g_assert_true(json_is_true(json_object_get(col.values->pdata[0], "ok")));
+    g_assert_cmpuint(json_stream_buffered(js), ==, 0);
+
+    json_stream_free(js);
+    g_free(buf);
+    g_ptr_array_free(col.values, TRUE);
+    g_ptr_array_free(col.errors, TRUE);
+}
+
+/*
+ * An invalid byte in the skipped rest of an over-long message ends the
+ * skip, as an error token does in QEMU 7.2: the brace counts of the dropped
+ * message must not swallow the commands that follow.  qemu-storage-daemon
+ * answers "size limit", ..., "stray '\x01'", then the next command.
+ */
+static void test_error_after_size_limit(void)
+{
+    Collected col = { g_ptr_array_new_with_free_func((GDestroyNotify)json_decref),
+                      g_ptr_array_new_with_free_func(g_free) };
+    JsonStream *js = json_stream_new(collect, &col);
+    size_t chunk = 1024 * 1024;
+    char *buf = g_malloc(chunk);
+    /* The over-long part as a string, and as an array of numbers. */
+    static const char *const opener[] = { "{\"s\": \"", "{\"s\": [[" };
+    static const char fill[] = { 'a', '1' };
+
+    for (int k = 0; k < 2; k++) {
+        g_ptr_array_set_size(col.errors, 0);
+        g_ptr_array_set_size(col.values, 0);
+        json_stream_feed(js, opener[k], strlen(opener[k]));
+        memset(buf, fill[k], chunk);
+        if (k == 1) {
+            /* "1111 ... 111," numbers of ~64 KiB each */
+            for (size_t i = 65535; i < chunk; i += 65536) {
+                buf[i] = ',';
+            }
+        }
+        for (size_t i = 0; i < MONITOR_MAX_MESSAGE / chunk + 1; i++) {
+            json_stream_feed(js, buf, chunk);
+        }
+        g_assert_cmpuint(col.errors->len, ==, 1);
+        json_stream_feed(js, "\x01\n{\"ok\": 1}", 11);
+        g_assert_cmpuint(col.errors->len, ==, 2);
+        g_assert_cmpstr(col.errors->pdata[0], ==,
+                        "JSON token size limit exceeded");
+        g_assert_cmpstr(col.errors->pdata[1], ==,
+                        "JSON parse error, stray '\x01'");
+        g_assert_cmpuint(col.values->len, ==, 1);
+        g_assert_cmpint(json_integer_value(
+                            json_object_get(col.values->pdata[0], "ok")), ==, 1);
+        /* and the stream is back to normal */
+        json_stream_feed(js, "[1]", 3);
+        g_assert_cmpuint(col.values->len, ==, 2);
+        g_assert_cmpuint(col.errors->len, ==, 2);
+    }
+
+    json_stream_free(js);
+    g_free(buf);
+    g_ptr_array_free(col.values, TRUE);
+    g_ptr_array_free(col.errors, TRUE);
+}
+
 static void test_events(void)
 {
     Client *a = client_new_pair(true);
@@ -454,6 +552,9 @@ int main(int argc, char **argv)
     g_test_add_func("/monitor/stream-framing", test_stream_framing);
     g_test_add_func("/monitor/nesting-limit", test_nesting_limit);
     g_test_add_func("/monitor/size-limit", test_size_limit);
+    g_test_add_func("/monitor/size-limit-escapes", test_size_limit_escapes);
+    g_test_add_func("/monitor/error-after-size-limit",
+                    test_error_after_size_limit);
     g_test_add_func("/monitor/events", test_events);
     g_test_add_func("/monitor/disconnect-midway", test_disconnect_midway);
     g_test_add_func("/monitor/unix-chardev", test_unix_chardev);

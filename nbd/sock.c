@@ -89,37 +89,12 @@ int coroutine_fn nbd_sock_read(NBDSock *s, void *buf, size_t len)
     uint8_t *p = buf;
 
     while (len > 0) {
-        ssize_t n;
-        if (s->shutdown) {
-            return -ESHUTDOWN;
+        ssize_t n = nbd_sock_recv_some(s, p, len);
+        if (n < 0) {
+            return n;
         }
-        if (s->tls) {
-            bool out = false;
-            n = nbd_tls_recv(s, p, len, &out);
-            if (n == -EAGAIN) {
-                nbd_sock_wait(s, out);
-                continue;
-            } else if (n < 0) {
-                return n;
-            }
-            if (n == 0) {
-                return -ECONNRESET;
-            }
-            p += n;
-            len -= n;
-            continue;
-        }
-        n = recv(s->fd, p, len, 0);
-        if (n > 0) {
-            p += n;
-            len -= n;
-        } else if (n == 0) {
-            return -ECONNRESET;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            nbd_sock_wait(s, false);
-        } else if (errno != EINTR) {
-            return -errno;
-        }
+        p += n;
+        len -= n;
     }
     return 0;
 }

@@ -17,6 +17,14 @@
  * request) and copies the data straight into the request's buffers, then
  * wakes the request once its reply is complete.
  *
+ * The reader's input is buffered (s->rbuf, as the server's request
+ * reader): one recv takes whatever the socket holds, often the replies
+ * to many pipelined requests, and reply headers, chunk headers and small
+ * payloads are parsed out of the buffer.  A large READ payload takes
+ * what is already buffered and then goes straight from the socket into
+ * the caller's iovec (no second copy).  The buffer belongs to the
+ * connection: it is emptied whenever the socket is replaced.
+ *
  * Invariants:
  *  1. A slot is in use iff its handle is non-zero; handles are never
  *     reused while the slot is in use (a sequence number sits above the
@@ -69,6 +77,11 @@
 #define NBD_SLOT_MASK           ((1u << NBD_SLOT_BITS) - 1)
 #define NBD_RECONNECT_FIRST_NS  (INT64_C(1000000000))
 #define NBD_RECONNECT_MAX_NS    (INT64_C(16000000000))
+#define NBD_RBUF_SIZE           (64 * 1024)
+/* What remains of a payload from this size up is read straight into its
+ * destination; smaller remainders go through the buffer, so the recv
+ * that fetches them may also fetch the replies after them. */
+#define NBD_RBUF_DIRECT_MIN     (16 * 1024)
 
 _Static_assert(NBD_CLIENT_MAX_REQUESTS <= (1 << NBD_SLOT_BITS),
                "a handle's slot bits must name every slot");
@@ -128,6 +141,10 @@ typedef struct BDRVNBDState {
     NBDReq *owned;               /* the request whose reply the reader is
                                   * reading, or NULL (invariant 4) */
     ReaderPark park;
+    /* Reader input, only the reader touches it: bytes [rstart, rend) of
+     * rbuf came from the current socket and are not parsed yet. */
+    uint8_t *rbuf;
+    size_t rstart, rend;
 
     /* Reconnection */
     int64_t reconnect_delay;     /* seconds; 0: never reconnect */
@@ -437,6 +454,8 @@ static int nbd_open_inner(BlockDriverState *bs, json_t *options, int flags,
     nbd_refresh_filename(bs);
 
     s->state = NBD_CLIENT_CONNECTED;
+    s->rbuf = g_malloc(NBD_RBUF_SIZE);
+    s->rstart = s->rend = 0;
     co_mutex_init(&s->send_lock);
     co_queue_init(&s->free_slots);
     co_queue_init(&s->reconnect_queue);
@@ -456,6 +475,7 @@ static void nbd_free_state(BDRVNBDState *s)
     g_clear_pointer(&s->server, json_decref);
     g_clear_pointer(&s->delay_timer, qb_timer_free);
     g_clear_pointer(&s->retry_timer, qb_timer_free);
+    g_clear_pointer(&s->rbuf, g_free);
 }
 
 /* The core does not call close after a failed open: release what the
@@ -622,14 +642,44 @@ static void nbd_channel_error(BDRVNBDState *s)
 }
 
 /*
- * A failed socket read means the connection is gone (hard disconnect,
- * server exit): as QEMU's client, report -EIO rather than the socket's
- * errno (ECONNRESET, EPIPE, ESHUTDOWN), so callers print
- * "Input/output error".  Errors the server sends stay as they are.
+ * The reader's only input: exactly len bytes of the reply stream, from
+ * s->rbuf and the socket (see the top of the file).  A failed socket read
+ * means the connection is gone (hard disconnect, server exit): as QEMU's
+ * client, report -EIO rather than the socket's errno (ECONNRESET, EPIPE,
+ * ESHUTDOWN), so callers print "Input/output error".  Errors the server
+ * sends stay as they are.
  */
 static int coroutine_fn sock_read(BDRVNBDState *s, void *buf, size_t len)
 {
-    return nbd_sock_read(&s->sock, buf, len) < 0 ? -EIO : 0;
+    uint8_t *dst = buf;
+    size_t take = MIN(len, s->rend - s->rstart);
+
+    /* First what is buffered... */
+    memcpy(dst, s->rbuf + s->rstart, take);
+    s->rstart += take;
+    dst += take;
+    len -= take;
+    if (!len) {
+        return 0;
+    }
+    /* ...then a large rest straight from the socket... */
+    if (len >= NBD_RBUF_DIRECT_MIN) {
+        return nbd_sock_read(&s->sock, dst, len) < 0 ? -EIO : 0;
+    }
+    /* ...a small one through the (now empty) buffer, refilled with
+     * whatever the socket holds: the replies that follow come along. */
+    s->rstart = s->rend = 0;
+    while (s->rend < len) {
+        ssize_t n = nbd_sock_recv_some(&s->sock, s->rbuf + s->rend,
+                                       NBD_RBUF_SIZE - s->rend);
+        if (n < 0) {
+            return -EIO;
+        }
+        s->rend += n;
+    }
+    memcpy(dst, s->rbuf, len);
+    s->rstart = len;
+    return 0;
 }
 
 /* Read len bytes of payload into qiov at offset off (already checked to
@@ -693,7 +743,10 @@ static bool chunk_in_request(const Reply *r, uint64_t off, uint64_t len)
 static int coroutine_fn receive_reply(BDRVNBDState *s)
 {
     uint8_t hdr[MAX(NBD_STRUCTURED_HDR_SIZE, NBD_EXTENDED_REPLY_SIZE)];
-    g_autofree uint8_t *payload = NULL;
+    /* Payloads of the common chunks (hole, one status) fit on the stack. */
+    uint8_t small[64];
+    g_autofree uint8_t *heap = NULL;
+    uint8_t *payload;
     uint16_t flags, ctype;
     uint64_t handle, len;
     NBDReq *req;
@@ -794,7 +847,7 @@ chunk:
             return -EIO;
         }
     } else {
-        payload = g_malloc(MAX(len, 1));
+        payload = len <= sizeof(small) ? small : (heap = g_malloc(len));
         if (len && sock_read(s, payload, len) < 0) {
             return -EIO;
         }
@@ -958,6 +1011,8 @@ static void coroutine_fn nbd_reconnect(BDRVNBDState *s)
     co_mutex_lock(&s->send_lock);
     co_mutex_unlock(&s->send_lock);
     nbd_sock_close(&s->sock);
+    /* Unparsed input of the old connection means nothing on a new one. */
+    s->rstart = s->rend = 0;
     while (!s->closing) {
         s->attempting = true;
         if (nbd_try_reconnect(s) == 0) {

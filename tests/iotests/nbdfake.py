@@ -17,6 +17,7 @@ import os
 import socket
 import struct
 import threading
+import time
 
 from nbdraw import (INIT_MAGIC, OPTS_MAGIC, REP_MAGIC, SIMPLE_REPLY_MAGIC,
                     STRUCTURED_REPLY_MAGIC, OPT_GO, OPT_STRUCTURED_REPLY,
@@ -63,6 +64,17 @@ class Conn:
 
     def chunk(self, flags, ctype, handle, payload=b''):
         self.send(self.chunk_bytes(flags, ctype, handle, payload))
+
+    @staticmethod
+    def simple_bytes(handle, error=0, data=b''):
+        return struct.pack('>IIQ', SIMPLE_REPLY_MAGIC, error, handle) + data
+
+    def send_trickle(self, data, step=1, delay=0.003):
+        """Send data in pieces of step bytes, pausing between them, so
+        the client sees a reply arrive in many small reads."""
+        for i in range(0, len(data), step):
+            self.send(data[i:i + step])
+            time.sleep(delay)
 
     def shutdown_read(self):
         """Take no more requests: the client's next send fails (EPIPE on

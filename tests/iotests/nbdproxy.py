@@ -46,6 +46,8 @@ class Proxy:
         self.timeout = timeout
         self.log = []
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)
+        self.active = 0          # client connections still being read
         if os.path.exists(path):
             os.unlink(path)
         self.lsock = socket.socket(socket.AF_UNIX)
@@ -62,8 +64,12 @@ class Proxy:
         with self.lock:
             self.log.append(ev)
 
-    def take_log(self):
+    def take_log(self, timeout=5):
+        """The events so far.  Waits (bounded) until every client
+        connection has been read to its end: a client that exits right
+        after sending DISC has not necessarily had it recorded yet."""
         with self.lock:
+            self.idle.wait_for(lambda: self.active == 0, timeout)
             log, self.log = self.log, []
         return log
 
@@ -83,6 +89,8 @@ class Proxy:
             except OSError:
                 c.close()
                 continue
+            with self.lock:
+                self.active += 1
             for fn in (self._client_to_server, self._server_to_client):
                 t = threading.Thread(target=fn, args=(c, u), daemon=True)
                 t.start()
@@ -184,6 +192,9 @@ class Proxy:
                 u.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+            with self.lock:
+                self.active -= 1
+                self.idle.notify_all()
 
     def close(self):
         self.stopping = True

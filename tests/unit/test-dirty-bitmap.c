@@ -8,6 +8,7 @@
 #include "block/block-int.h"
 #include "block/block-backend.h"
 #include "block/dirty-bitmap.h"
+#include "block/reopen.h"
 
 static int64_t fake_getlength(BlockDriverState *bs)
 {
@@ -709,6 +710,27 @@ static void test_qcow2_inactivate_ro(void)
     blk_unref(blk);
 }
 
+/* A reopen may let other writers in (force-share, the file's locking), so
+ * qcow2 reads pending bitmap data in the reopen's prepare stage. */
+static void test_qcow2_reopen_loads(void)
+{
+    g_autofree char *sha = NULL;
+    g_autofree char *path = image_with_bitmap("reopen.qcow2", &sha);
+    BlockBackend *blk = open_ro(path, false, NULL);
+    BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(blk_bs(blk), "p");
+    json_t *opts = json_object();
+    g_autofree char *got = NULL;
+
+    g_assert_true(bdrv_dirty_bitmap_has_pending_load(bm));
+    g_assert_cmpint(bdrv_reopen(blk_bs(blk), opts, true, &error_abort), ==,
+                    0);
+    g_assert_false(bdrv_dirty_bitmap_has_pending_load(bm));
+    g_assert_false(bdrv_dirty_bitmap_inconsistent(bm));
+    got = bdrv_dirty_bitmap_sha256(bm, &error_abort);
+    g_assert_cmpstr(got, ==, sha);
+    blk_unref(blk);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -733,6 +755,8 @@ int main(int argc, char **argv)
                     test_qcow2_lazy_needs_lock);
     g_test_add_func("/dirty-bitmap/qcow2-inactivate-ro",
                     test_qcow2_inactivate_ro);
+    g_test_add_func("/dirty-bitmap/qcow2-reopen-loads",
+                    test_qcow2_reopen_loads);
     ret = g_test_run();
     g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) {
